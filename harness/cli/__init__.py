@@ -1,0 +1,35 @@
+"""`atax`: the command line. Commands live one per module; this file wires them together.
+
+Imports stay light (no torch) so `atax --help` is instant; commands import what they need.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from harness.cli import config_cmd, doctor, init, listing
+from harness.errors import USER_ERROR_EXIT_CODE, UserError
+
+app = typer.Typer(
+    name="atax",
+    help="The alignment-tax harness: train instruction-tuning methods, evaluate, compare.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+app.command("methods")(listing.methods)
+app.command("suites")(listing.suites)
+app.command("doctor")(doctor.doctor)
+app.command("init")(init.init)
+app.add_typer(config_cmd.app, name="config")
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        # Plain write, not rich: rich wraps long lines and the contract is one line.
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(USER_ERROR_EXIT_CODE)

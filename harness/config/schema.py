@@ -1,0 +1,145 @@
+"""The experiment schema: what one `experiment.yaml` may say, with the DTM paper's defaults.
+
+Every field carries its help text; unknown keys are errors everywhere. Plug-in option blocks
+(`methods[i].options`, `suites[i].options`, ...) are validated afterwards by the plug-in's own
+options model (see loader.py), so this file does not need to know any plug-in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BaseModelConfig(Strict):
+    id: str = Field(description="Hub model id (org/name), a local HF model directory, or builtin:tiny-llama.",
+                    min_length=1)
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit) to pin.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Weights dtype; auto = bfloat16 on GPU, float32 on CPU.")
+
+
+class DataConfig(Strict):
+    source: str = Field(description="Hub dataset id, a local JSON/JSONL/parquet file or dataset directory, "
+                                    "or builtin:toy-instructions.", min_length=1)
+    split: str = Field("train", description="Split to read from a hub dataset.")
+    format: Literal["auto", "alpaca", "messages"] = Field(
+        "auto", description="Record format: Alpaca instruction/input/output, or chat `messages` "
+                            "(the first user->assistant turn is kept); auto detects it.")
+    max_samples: int | None = Field(None, ge=1, description="Use at most this many samples (after loading).")
+    data_fraction: float = Field(1.0, gt=0, le=1, description="Use this fraction of the samples (seeded).")
+
+
+class LoraConfig(Strict):
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: float = Field(16, gt=0, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] = Field(["gate_proj", "up_proj", "down_proj"], min_length=1,
+                                      description="Module names LoRA adapts (the paper: the FFN projections).")
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adamw"] = Field("adamw", description="Optimizer.")
+    lr: float = Field(3e-4, gt=0, description="Peak learning rate.")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
+
+    @field_validator("betas")
+    @classmethod
+    def _betas_in_range(cls, betas: tuple[float, float]) -> tuple[float, float]:
+        if not all(0 <= b < 1 for b in betas):
+            raise ValueError("each beta must be in [0, 1)")
+        return betas
+
+
+class SchedulerConfig(Strict):
+    name: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warm-up (to 0).")
+    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps.")
+
+
+class TrainingConfig(Strict):
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    batch_size: int = Field(16, ge=1, description="Effective batch size (samples per optimizer step).")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Samples per forward pass; gradient accumulation makes up batch_size. "
+                                "None = batch_size.")
+    max_seq_len: int = Field(1024, ge=8, description="Tokens per sample; longer ones are truncated.")
+    epochs: float = Field(3, gt=0, description="Passes over the data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    template: Literal["alpaca", "chat"] = Field(
+        "alpaca", description="Prompt template: the paper's Alpaca template, or the tokenizer's chat template.")
+    loss_on: Literal["response", "all"] = Field("response", description="Tokens that carry the loss.")
+    packing: bool = Field(True, description="Pack or length-group samples for speed (same loss).")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    save_steps: int | None = Field(None, ge=1, description="Save a resumable state every N steps.")
+    logging_steps: int = Field(1, ge=1, description="Record the training loss every N steps.")
+
+    @field_validator("micro_batch_size")
+    @classmethod
+    def _micro_batch_divides(cls, micro: int | None, info: ValidationInfo) -> int | None:
+        batch = info.data.get("batch_size")
+        if micro is not None and batch is not None and batch % micro:
+            raise ValueError(f"must divide batch_size ({batch}); got {micro}")
+        return micro
+
+
+class PluginEntry(Strict):
+    """A registered plug-in by name, with its own options (validated by the plug-in)."""
+
+    name: str = Field(min_length=1, description="Registered name (see `atax methods` / `atax suites`).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The plug-in's options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_shorthand(cls, value: Any) -> Any:
+        # `- vanilla` is short for `- name: vanilla`.
+        return {"name": value} if isinstance(value, str) else value
+
+
+class MethodEntry(PluginEntry):
+    label: str | None = Field(None, min_length=1,
+                              description="Row name in tables; needed when one method appears twice.")
+
+    @property
+    def row_name(self) -> str:
+        return self.label or self.name
+
+
+class BackendEntry(PluginEntry):
+    name: str = Field("auto", min_length=1, description="Inference backend: auto (vllm on CUDA, else hf), "
+                                                         "or a registered backend.")
+
+
+class ExecutorEntry(PluginEntry):
+    name: str = Field("local", min_length=1, description="Where jobs run: local, ray, slurm.")
+
+
+class Experiment(Strict):
+    name: str = Field(min_length=1, description="Experiment name (used in the results store).")
+    base_model: BaseModelConfig
+    data: DataConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    methods: list[MethodEntry] = Field(min_length=1, description="Methods to train and compare.")
+    suites: list[PluginEntry] = Field(default_factory=list, description="Evaluation suites.")
+    seeds: list[int] = Field([0], min_length=1, description="Every method runs once per seed.")
+    backend: BackendEntry = Field(default_factory=BackendEntry)
+    executor: ExecutorEntry = Field(default_factory=ExecutorEntry)
+    results_dir: Path = Field(Path("atax-results"),
+                              description="Results store and reports; relative to the experiment file.")
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
+        if duplicates:
+            raise ValueError(f"seed {duplicates[0]} is listed twice")
+        return seeds

@@ -1,0 +1,80 @@
+"""The method protocol: every method is plan -> train x K -> combine (DESIGN.md).
+
+A method is a class registered under a name (entry-point group `atax.methods`). It is built
+from its validated options, `plan`s the training runs its data needs, and `combine`s the
+resulting checkpoints into one. It never knows where its runs execute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+from harness.checkpoint import Checkpoint
+
+
+class MethodOptions(BaseModel):
+    """Base for a method's options: unknown keys are errors, as everywhere in the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class PluginRef:
+    """A registered hook by name with its options (a regulariser, a data transform, ...)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: what data it sees and how it trains.
+
+    `indices` selects rows of the method's data (None: all rows, in the loader's order);
+    `seed` drives data order and, unless `init_seed` is given, the adapter initialisation,
+    so distinct runs do not share one LoRA init by accident.
+    """
+
+    name: str
+    seed: int
+    indices: tuple[int, ...] | None = None
+    init_seed: int | None = None
+    training_overrides: dict[str, Any] = field(default_factory=dict)
+    data_transform: PluginRef | None = None
+    regularizer: PluginRef | None = None
+    adapter: str = "lora"
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """What a method may know when planning: the seed of this repetition and a scratch dir."""
+
+    seed: int
+    workdir: Path
+
+
+@dataclass(frozen=True)
+class CombineContext:
+    """What a method may know when combining: the seed and where to write a new checkpoint."""
+
+    seed: int
+    out_dir: Path
+
+
+@runtime_checkable
+class Method(Protocol):
+    """A training recipe. `Options` validates the `options:` block of its config entry."""
+
+    description: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]]
+
+    def __init__(self, options: MethodOptions) -> None: ...
+
+    def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]: ...
+
+    def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint: ...

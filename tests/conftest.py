@@ -1,0 +1,38 @@
+"""Shared test fixtures: offline mode, one cache for built-ins per session, CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One cache per test session, inherited by CLI subprocesses: the tiny model is built once.
+os.environ.setdefault("ATAX_CACHE", tempfile.mkdtemp(prefix="atax-test-cache-"))
+
+TESTS_DIR = Path(__file__).parent
+PLUGIN_DIST = TESTS_DIR / "plugin_dist"
+SHARED_DATA = TESTS_DIR.parent.parent / "shared" / "data"
+
+
+def run_atax(*args: str, extra_pythonpath: Path | None = None, cwd: Path | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (as a user would) and capture its output."""
+    env = dict(os.environ)
+    if extra_pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(extra_pythonpath), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED_DATA
