@@ -23,6 +23,9 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    # mkdtemp makes the directory private (0700); outputs should get the usual permissions so
+    # a results or cache directory shared on a cluster stays readable by the group.
+    os.chmod(tmp, 0o777 & ~_current_umask())
     try:
         yield tmp
         if final.exists():
@@ -37,12 +40,19 @@ def atomic_dir(final: Path) -> Iterator[Path]:
         raise
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text_atomic(final: Path, text: str) -> None:
     """Write `text` to `final` through a temporary file in the same directory."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

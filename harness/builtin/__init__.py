@@ -1,0 +1,94 @@
+"""Resolve `builtin:<name>` references (the tiny model, toy data) to files built locally on first use.
+
+Import-cheap on purpose: the CLI imports this for --help, so torch and transformers load only on a build.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.paths import cache_dir
+
+BUILTIN_PREFIX = "builtin:"
+
+# Bump a version when its generator changes, so caches built by older code are not reused.
+_VERSION = "v1"
+
+
+def _build_tiny_llama(final: Path) -> None:
+    from harness.builtin.tiny_model import build_tiny_llama
+
+    _publish_dir(final, build_tiny_llama)
+
+
+def _build_toy_instructions(final: Path) -> None:
+    from harness.builtin.toy_instructions import write_toy_instructions
+
+    # write_text_atomic renames a complete file over the target; two racing writers write the same bytes.
+    write_toy_instructions(final, n=600, seed=0)
+
+
+def _build_toy_corpus(final: Path) -> None:
+    from harness.builtin.toy_instructions import write_toy_corpus
+
+    write_toy_corpus(final, n_docs=200, seed=0)
+
+
+# name -> (file or directory name in the cache, builder that writes it atomically)
+_BUILTINS: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "tiny-llama": (f"tiny-llama-{_VERSION}", _build_tiny_llama),
+    "toy-instructions": (f"toy-instructions-{_VERSION}.jsonl", _build_toy_instructions),
+    "toy-corpus": (f"toy-corpus-{_VERSION}.jsonl", _build_toy_corpus),
+}
+
+
+def is_builtin(ref: object) -> bool:
+    """True for any `builtin:...` string, known or not (resolving an unknown one raises)."""
+    return isinstance(ref, str) and ref.startswith(BUILTIN_PREFIX)
+
+
+def builtin_names() -> list[str]:
+    """Every known reference, e.g. `builtin:tiny-llama`."""
+    return [BUILTIN_PREFIX + name for name in _BUILTINS]
+
+
+def resolve_builtin(ref: str, cache: Path | None = None) -> Path:
+    """Path of the built-in `ref`, building it on first use; `cache` overrides `harness.paths.cache_dir()`.
+
+    Later calls (and other processes) reuse what is there: every builder publishes by an atomic
+    rename, so an existing path is always a complete one.
+    """
+    name = ref[len(BUILTIN_PREFIX) :] if is_builtin(ref) else None
+    if name not in _BUILTINS:
+        raise UserError(f"unknown built-in '{ref}'; known: {', '.join(builtin_names())}")
+    filename, build = _BUILTINS[name]
+    final = (Path(cache) if cache is not None else cache_dir()) / "builtin" / filename
+    if not final.exists():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        build(final)
+    return final
+
+
+def _publish_dir(final: Path, build: Callable[[Path], object]) -> None:
+    """Build into a private staging directory, then rename it to `final` unless another process won.
+
+    atomic_dir on `final` itself would swap out a directory a concurrent first user may already be
+    reading; renaming a staging directory never replaces an existing `final`.
+    """
+    staging = final.with_name(f".{final.name}.staging-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        build(staging)
+        try:
+            staging.rename(final)
+        except OSError as error:
+            # rename(2) onto an existing non-empty directory fails: another process published first.
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
