@@ -1,0 +1,462 @@
+"""The results store: round trips, replacement, transactions under concurrency and SIGKILL, schema versions, export.
+
+The concurrency and crash tests run real child processes: this file doubles as their entry point
+(`python tests/test_store.py writer|stall ...`, see the bottom).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from harness.store import (
+    SCHEMA_VERSION,
+    CurvePoint,
+    EvalRun,
+    ItemRecord,
+    ResultsStore,
+    Score,
+)
+from harness.store.connection import connect
+from harness.store.export import EXPORTED
+from harness.store.schema import MIGRATIONS, ensure_schema
+
+REPO = Path(__file__).resolve().parents[1]
+
+WRITER_TXNS = 120
+WRITER_ITEMS = 40
+WRITER_BENCHMARKS = 5  # each writer cycles over these, so most of its writes replace an earlier eval
+
+
+def _spawn(*args: object) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.Popen(
+        [sys.executable, __file__, *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _items(n: int, tag: str = "", size: int = 8) -> list[ItemRecord]:
+    return [
+        ItemRecord(f"{k:05d}", f"hash-{k}", f"{tag}pred-{k}" + "x" * size, f"target-{k}", k % 2)
+        for k in range(n)
+    ]
+
+
+def _raw(db: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ResultsStore]:
+    with ResultsStore.open(tmp_path / "results") as opened:
+        opened.add_checkpoint(
+            "ckpt-a", tmp_path / "a", "lora", "sha-a", {"method": "dtm", "runs": ["r1", "r2"]}
+        )
+        yield opened
+
+
+# ---- round trips --------------------------------------------------------------------------
+
+
+def test_scores_and_items_round_trip_with_every_field(store: ResultsStore) -> None:
+    exp_id = store.add_experiment("baselines", '{"seeds": [1]}')
+    assert store.add_experiment("baselines", '{"seeds": [1, 2]}') == exp_id  # re-run keeps its id
+    run = EvalRun(
+        "ckpt-a",
+        "knowledge",
+        "gsm8k",
+        experiment="baselines",
+        method="dtm",
+        seed=7,
+        meta={"backend": "vllm", "lm_eval": "0.4.13", "batch_size": 16, "task_version": {"gsm8k": 3}},
+    )
+    scores = [
+        Score("exact_match,strict-match", 0.3125, 0.0128, 1319, {"filter": "strict-match"}),
+        Score("exact_match,flexible-extract", 0.35),
+    ]
+    items = [
+        ItemRecord("0001", "h1", "La réponse est 42 ✓", "42", 1.0, {"tokens": 17, "tags": ["a", "b"]}),
+        ItemRecord("0002", "h2", None, None, None),
+    ]
+    eval_id = store.record_eval(run, scores, items)
+
+    rows = store.scores(checkpoint="ckpt-a")
+    assert [(r.metric, r.value, r.stderr, r.n, r.meta) for r in rows] == [
+        ("exact_match,flexible-extract", 0.35, None, None, {}),
+        ("exact_match,strict-match", 0.3125, 0.0128, 1319, {"filter": "strict-match"}),
+    ]
+    for row in rows:
+        assert (
+            row.eval_id,
+            row.experiment,
+            row.checkpoint,
+            row.method,
+            row.seed,
+            row.suite,
+            row.benchmark,
+        ) == (eval_id, "baselines", "ckpt-a", "dtm", 7, "knowledge", "gsm8k")
+        assert row.run_meta == run.meta
+    assert store.items(eval_id) == items
+    assert store.items(checkpoint="ckpt-a", benchmark="gsm8k") == items
+    assert store.scores(method="dtm", seed=7, metric="exact_match,flexible-extract")[0].value == 0.35
+    assert store.scores(method="vanilla") == []
+    assert store.to_dataframe("experiments")["config_json"].tolist() == ['{"seeds": [1, 2]}']
+
+    ckpt = store.checkpoint("ckpt-a")
+    assert ckpt is not None
+    assert (ckpt.kind, ckpt.content_hash, ckpt.provenance) == (
+        "lora",
+        "sha-a",
+        {"method": "dtm", "runs": ["r1", "r2"]},
+    )
+    store.add_checkpoint("ckpt-a", "/moved", "lora", "sha-a2", {"method": "dtm"})  # upsert by key
+    ckpt = store.checkpoint("ckpt-a")
+    assert ckpt is not None and (ckpt.path, ckpt.content_hash) == ("/moved", "sha-a2")
+    assert store.checkpoint("missing") is None
+
+
+def test_curves_round_trip_and_a_relogged_step_replaces(store: ResultsStore) -> None:
+    store.add_curve_points(
+        "run-1",
+        [
+            CurvePoint(10, "train", 2.5, 1000),
+            CurvePoint(20, "train", 2.0, 2000),
+            CurvePoint(20, "validation", 2.2),
+        ],
+    )
+    store.add_curve_points("run-1", [CurvePoint(20, "train", 1.9, 2001)])  # resumed run logs step 20 again
+    store.add_curve_points("run-2", [CurvePoint(5, "train", 9.0)])
+    assert store.curve("run-1") == [
+        CurvePoint(10, "train", 2.5, 1000),
+        CurvePoint(20, "train", 1.9, 2001),
+        CurvePoint(20, "validation", 2.2, None),
+    ]
+    assert store.curve("run-1", split="validation") == [CurvePoint(20, "validation", 2.2, None)]
+    with pytest.raises(ValueError, match="split"):
+        store.add_curve_points("run-1", [CurvePoint(30, "test", 1.0)])  # type: ignore[arg-type]
+    assert len(store.curve("run-1")) == 3
+
+
+def test_job_states_upsert_and_clear_old_errors(store: ResultsStore) -> None:
+    store.set_job_state("train-1", "train", "running")
+    store.set_job_state("eval-1", "eval", "pending")
+    store.set_job_state("train-1", "train", "failed", error="CUDA out of memory")
+    assert store.job_states()["train-1"].error == "CUDA out of memory"
+    first = store.job_states()["train-1"]
+    store.set_job_state("train-1", "train", "done")
+    done = store.job_states()["train-1"]
+    assert (done.state, done.error, done.created_at) == ("done", None, first.created_at)
+    assert done.updated_at >= first.updated_at
+    assert list(store.job_states(kind="eval")) == ["eval-1"]
+    with pytest.raises(ValueError, match="job state"):
+        store.set_job_state("eval-1", "eval", "finished")
+
+
+# ---- replacement and rollback -------------------------------------------------------------
+
+
+def test_re_recording_an_eval_replaces_it(store: ResultsStore, tmp_path: Path) -> None:
+    run = EvalRun("ckpt-a", "knowledge", "mmlu")
+    first = store.record_eval(run, [Score("acc", 0.4)], _items(5, "old"))
+    other = store.record_eval(EvalRun("ckpt-a", "knowledge", "arc"), [Score("acc", 0.6)], _items(2))
+    second = store.record_eval(run, [Score("acc", 0.5)], _items(3, "new"))
+
+    assert second != first
+    assert [(r.eval_id, r.value) for r in store.scores(benchmark="mmlu")] == [(second, 0.5)]
+    assert store.items(first) == []
+    assert store.items(second) == _items(3, "new")
+    assert len(store.items(other)) == 2  # other benchmarks of the checkpoint are untouched
+    db = store.path
+    assert _raw(db, "SELECT count(*) FROM eval_runs") == [(2,)]
+    assert _raw(db, "SELECT count(*) FROM items") == [(5,)]
+
+
+def test_a_failing_write_rolls_back_and_keeps_the_previous_eval(store: ResultsStore) -> None:
+    run = EvalRun("ckpt-a", "knowledge", "mmlu")
+    kept = store.record_eval(run, [Score("acc", 0.4)], _items(4))
+    duplicate_ids = _items(3) + _items(1)
+    with pytest.raises(sqlite3.IntegrityError):
+        store.record_eval(run, [Score("acc", 0.9)], duplicate_ids)
+    with pytest.raises(ValueError, match="NaN"):
+        store.record_eval(run, [Score("acc", float("nan"))], _items(2))
+    with pytest.raises(ValueError, match="unknown checkpoint"):
+        store.record_eval(EvalRun("never-added", "knowledge", "mmlu"), [Score("acc", 0.1)], _items(2))
+    assert [(r.eval_id, r.value) for r in store.scores()] == [(kept, 0.4)]
+    assert len(store.items(kept)) == 4
+    assert _raw(store.path, "SELECT count(*) FROM items") == [(4,)]
+
+
+# ---- concurrency and crashes --------------------------------------------------------------
+
+
+def test_readers_see_only_whole_transactions_while_two_writers_write(tmp_path: Path) -> None:
+    db = tmp_path / "results.sqlite"
+    writers = [_spawn("writer", db, f"ckpt-{w}", WRITER_TXNS, WRITER_ITEMS) for w in range(2)]
+    seen_progress = set()
+    reads = 0
+    with ResultsStore(db) as store:
+        while any(p.poll() is None for p in writers):
+            with store.snapshot():
+                rows = store.scores()
+                eval_ids = {r.eval_id for r in rows}
+                for eval_id in eval_ids:
+                    assert sorted(r.metric for r in rows if r.eval_id == eval_id) == ["acc", "n_items"]
+                    assert len(store.items(eval_id)) == WRITER_ITEMS
+                keys = [(r.checkpoint, r.benchmark) for r in rows if r.metric == "acc"]
+                assert len(keys) == len(set(keys)), (
+                    "a replaced eval and its replacement were visible together"
+                )
+            seen_progress.add(max(eval_ids, default=0))
+            reads += 1
+    for proc in writers:
+        _, err = proc.communicate()
+        assert proc.returncode == 0, err
+        assert "locked" not in err
+    # The reads really overlapped the writes: they saw several intermediate states.
+    assert len(seen_progress - {0}) >= 3, (reads, seen_progress)
+    with ResultsStore(db) as store:
+        final = {(r.checkpoint, r.benchmark): r.value for r in store.scores(metric="acc")}
+    last = {
+        b: max(i for i in range(WRITER_TXNS) if i % WRITER_BENCHMARKS == b) for b in range(WRITER_BENCHMARKS)
+    }
+    assert final == {
+        (f"ckpt-{w}", f"b{b}"): float(last[b]) for w in range(2) for b in range(WRITER_BENCHMARKS)
+    }
+    assert _raw(db, "SELECT count(*) FROM items") == [(2 * WRITER_BENCHMARKS * WRITER_ITEMS,)]
+
+
+def test_a_writer_killed_mid_transaction_leaves_no_partial_rows(tmp_path: Path) -> None:
+    db = tmp_path / "results.sqlite"
+    run = EvalRun("ckpt", "knowledge", "mmlu")
+    with ResultsStore(db) as store:
+        store.add_checkpoint("ckpt", tmp_path, "dense", "sha", {})
+        old_id = store.record_eval(run, [Score("acc", 0.25)], _items(3, "old"))
+
+    inside = tmp_path / "inside-transaction"
+    proc = _spawn("stall", db, inside, 3000)
+    try:
+        deadline = time.monotonic() + 30
+        while not inside.exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the stalling writer never got inside its transaction"
+            time.sleep(0.02)
+
+        # While the writer sits inside its transaction (having deleted the old eval and written
+        # thousands of new items), a reader still sees exactly the old committed state.
+        with ResultsStore(db) as store:
+            assert [(r.eval_id, r.value) for r in store.scores()] == [(old_id, 0.25)]
+            assert store.items(old_id) == _items(3, "old")
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+
+    with ResultsStore(db) as store:
+        assert [(r.eval_id, r.value) for r in store.scores()] == [(old_id, 0.25)]
+        assert store.items(old_id) == _items(3, "old")
+        assert _raw(db, "SELECT count(*) FROM items") == [(3,)]
+        assert _raw(db, "SELECT count(*) FROM eval_runs") == [(1,)]
+        assert _raw(db, "PRAGMA integrity_check") == [("ok",)]
+        # The dead writer's lock went with it: the next write goes through at once.
+        new_id = store.record_eval(run, [Score("acc", 0.5)], _items(2, "new"))
+        assert store.items(new_id) == _items(2, "new")
+
+
+# ---- schema versions and bad files --------------------------------------------------------
+
+
+def test_a_fresh_store_records_the_current_schema_version(tmp_path: Path) -> None:
+    with ResultsStore.open(tmp_path):
+        pass
+    db = tmp_path / "results.sqlite"
+    assert _raw(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert _raw(db, "PRAGMA journal_mode") == [("wal",)]
+
+
+def _add_judge_column(conn: sqlite3.Connection) -> None:
+    """A synthetic next migration: the current database is the 'old' one that lacks this column."""
+    conn.execute("ALTER TABLE scores ADD COLUMN judge TEXT NOT NULL DEFAULT 'none'")
+
+
+def test_an_old_database_is_migrated_in_order_and_then_refused_by_older_code(store: ResultsStore) -> None:
+    store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu"), [Score("acc", 0.4)], _items(2))
+    db = store.path
+    store.close()
+    conn = connect(db)
+    try:
+        assert ensure_schema(conn, db, (*MIGRATIONS, _add_judge_column)) == SCHEMA_VERSION
+        assert ensure_schema(conn, db, (*MIGRATIONS, _add_judge_column)) == SCHEMA_VERSION + 1  # no-op now
+    finally:
+        conn.close()
+    assert _raw(db, "SELECT metric, value, judge FROM scores") == [("acc", 0.4, "none")]
+    assert _raw(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION + 1),)]
+    # This code knows only SCHEMA_VERSION, so the migrated file is now "newer" to it.
+    with pytest.raises(UserError, match="upgrade atax") as caught:
+        ResultsStore(db)
+    assert str(db) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_failing_migration_leaves_the_old_version_whole(store: ResultsStore) -> None:
+    db = store.path
+    store.close()
+
+    def add_column_then_fail(conn: sqlite3.Connection) -> None:
+        _add_judge_column(conn)
+        raise RuntimeError("migration bug")
+
+    conn = connect(db)
+    try:
+        with pytest.raises(RuntimeError, match="migration bug"):
+            ensure_schema(conn, db, (*MIGRATIONS, add_column_then_fail))
+    finally:
+        conn.close()
+    assert "judge" not in [row[1] for row in _raw(db, "PRAGMA table_info(scores)")]
+    with ResultsStore(db) as reopened:
+        assert reopened.checkpoint("ckpt-a") is not None
+
+
+def test_a_newer_schema_version_is_refused_with_the_file_name(tmp_path: Path) -> None:
+    with ResultsStore.open(tmp_path) as store:
+        db = store.path
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 5),))
+    conn.commit()
+    conn.close()
+    with pytest.raises(UserError, match=f"version {SCHEMA_VERSION + 5}.*upgrade atax") as caught:
+        ResultsStore.open(tmp_path)
+    assert str(db) in str(caught.value)
+
+
+def test_a_file_that_is_not_a_results_database_is_refused(tmp_path: Path) -> None:
+    text = tmp_path / "results.sqlite"
+    text.write_text("method,score\nvanilla,0.5\n" * 50)
+    with pytest.raises(UserError, match="not a SQLite database") as caught:
+        ResultsStore(text)
+    assert str(text) in str(caught.value)
+    assert text.read_text().startswith("method,score")  # left as it was
+
+    foreign = tmp_path / "other.sqlite"
+    conn = sqlite3.connect(foreign)
+    conn.execute("CREATE TABLE runs (id INTEGER)")
+    conn.close()
+    with pytest.raises(UserError, match="not an atax results store") as caught:
+        ResultsStore(foreign)
+    assert str(foreign) in str(caught.value)
+
+
+# ---- export -------------------------------------------------------------------------------
+
+
+def test_dataframes_and_csv_export(store: ResultsStore, tmp_path: Path) -> None:
+    eval_id = store.record_eval(
+        EvalRun("ckpt-a", "knowledge", "arc", method="dtm", seed=1, meta={"backend": "hf"}),
+        [Score("acc", 0.5, 0.01, 100), Score("acc_norm", 0.55)],
+        _items(3),
+    )
+    store.set_job_state("eval-1", "eval", "done")
+
+    scores = store.to_dataframe("scores")
+    assert list(scores.columns) == ["eval_id", "metric", "value", "stderr", "n", "meta"]
+    assert scores["metric"].tolist() == ["acc", "acc_norm"]
+    frame = store.scores_frame()
+    assert list(frame.columns) == [
+        "eval_id",
+        "experiment",
+        "checkpoint",
+        "method",
+        "seed",
+        "suite",
+        "benchmark",
+        "metric",
+        "value",
+        "stderr",
+        "n",
+        "meta",
+        "run_meta",
+        "created_at",
+    ]
+    assert frame[["checkpoint", "benchmark", "metric", "value"]].values.tolist() == [
+        ["ckpt-a", "arc", "acc", 0.5],
+        ["ckpt-a", "arc", "acc_norm", 0.55],
+    ]
+    assert frame["run_meta"].tolist() == ['{"backend": "hf"}'] * 2
+    curves = store.to_dataframe("curves")
+    assert list(curves.columns) == ["run_key", "split", "step", "loss", "tokens"] and len(curves) == 0
+    with pytest.raises(UserError, match="unknown results table"):
+        store.to_dataframe("scores; DROP TABLE scores")
+
+    out = tmp_path / "csv"
+    (out).mkdir()
+    (out / "items.csv").write_text("stale\n")
+    written = store.export_csv(out)
+    assert sorted(p.name for p in written) == sorted(f"{name}.csv" for name in EXPORTED)
+    # Nothing else in the directory: no temporary files left behind, the stale file replaced.
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
+    assert (out / "items.csv").read_text().startswith("eval_id,item_id,item_hash,")
+    with (out / "item_view.csv").open(newline="") as handle:
+        item_rows = list(csv.DictReader(handle))
+    assert [(r["eval_id"], r["checkpoint"], r["benchmark"], r["item_id"]) for r in item_rows] == [
+        (str(eval_id), "ckpt-a", "arc", f"{k:05d}") for k in range(3)
+    ]
+    with (out / "jobs.csv").open(newline="") as handle:
+        assert [(r["key"], r["state"]) for r in csv.DictReader(handle)] == [("eval-1", "done")]
+
+
+# ---- child processes ----------------------------------------------------------------------
+
+
+def _writer(db: str, checkpoint: str, txns: int, n_items: int) -> None:
+    """Many small record_eval transactions, cycling over a few benchmarks so most replace."""
+    with ResultsStore(db) as store:
+        store.add_checkpoint(checkpoint, "/nowhere", "lora", f"sha-{checkpoint}", {})
+        for i in range(txns):
+            run = EvalRun(checkpoint, "knowledge", f"b{i % WRITER_BENCHMARKS}")
+            store.record_eval(
+                run, [Score("acc", float(i)), Score("n_items", n_items)], _items(n_items, str(i))
+            )
+            time.sleep(0.001)  # let the other writer and the reader in between transactions
+
+
+def _stall(db: str, signal_file: str, n_items: int) -> None:
+    """Start replacing the mmlu eval, write `n_items` big items, say so, then hang until killed."""
+
+    def items() -> Iterator[ItemRecord]:
+        # ~1 KB each, so the uncommitted rows overflow SQLite's page cache into the WAL file.
+        yield from _items(n_items, "partial", size=1000)
+        Path(signal_file).write_text("inside")
+        time.sleep(120)
+
+    with ResultsStore(db) as store:
+        store.record_eval(EvalRun("ckpt", "knowledge", "mmlu"), [Score("acc", 0.99)], items())
+
+
+if __name__ == "__main__":
+    role, *rest = sys.argv[1:]
+    if role == "writer":
+        _writer(rest[0], rest[1], int(rest[2]), int(rest[3]))
+    elif role == "stall":
+        _stall(rest[0], rest[1], int(rest[2]))
+    else:
+        raise SystemExit(f"unknown child role {role!r}")
