@@ -5,10 +5,12 @@ beside a LoRA adapter, several adapters, or dense weights.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import atomic_dir
 from harness.errors import UserError
 
 MANIFEST = "checkpoint.json"
@@ -39,3 +41,22 @@ class Checkpoint:
         if manifest.get("kind") not in KINDS:
             raise UserError(f"{manifest_path}: kind must be one of {', '.join(KINDS)} (got {manifest.get('kind')!r})")
         return cls(path, manifest)
+
+
+def write_checkpoint(out_dir: Path, manifest: dict[str, Any], write_payload: Callable[[Path], None]) -> Checkpoint:
+    """Write payload + manifest into a temporary directory, then rename it to `out_dir`.
+
+    The manifest is written last, so a directory with a manifest is always complete.
+    """
+    with atomic_dir(Path(out_dir)) as tmp:
+        write_payload(tmp)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    return Checkpoint(Path(out_dir), manifest)
+
+
+def find_complete(out_dir: Path, key: str) -> Checkpoint | None:
+    """The checkpoint at `out_dir` if it is complete and was made for `key` (reuse instead of retrain)."""
+    if not (Path(out_dir) / MANIFEST).is_file():
+        return None
+    checkpoint = Checkpoint.load(out_dir)
+    return checkpoint if checkpoint.manifest.get("run_key") == key else None

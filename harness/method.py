@@ -47,7 +47,8 @@ class RunSpec:
     training_overrides: dict[str, Any] = field(default_factory=dict)
     data_transform: PluginRef | None = None
     regularizer: PluginRef | None = None
-    adapter: str = "lora"
+    auxiliary_loss: PluginRef | None = None
+    adapter: PluginRef = PluginRef("lora")
 
 
 @dataclass(frozen=True)

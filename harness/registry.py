@@ -119,5 +119,12 @@ merges: Registry[Any] = Registry("merge operator", "atax.merges")
 suites: Registry[Any] = Registry("suite", "atax.suites")
 backends: Registry[Any] = Registry("backend", "atax.backends")
 executors: Registry[Any] = Registry("executor", "atax.executors")
+# Training hooks (harness/train/hooks.py).
+regularizers: Registry[Any] = Registry("regularizer", "atax.regularizers")
+data_transforms: Registry[Any] = Registry("data transform", "atax.data_transforms")
+adapters: Registry[Any] = Registry("adapter", "atax.adapters")
+auxiliary_losses: Registry[Any] = Registry("auxiliary loss", "atax.auxiliary_losses")
 
-ALL = {"method": methods, "merge": merges, "suite": suites, "backend": backends, "executor": executors}
+ALL = {"method": methods, "merge": merges, "suite": suites, "backend": backends, "executor": executors,
+       "regularizer": regularizers, "data_transform": data_transforms, "adapter": adapters,
+       "auxiliary_loss": auxiliary_losses}

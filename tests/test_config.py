@@ -64,8 +64,8 @@ MALFORMED = [
      "executor, results_dir"),
     ("unknown nested key", mutated(training__lr=0.1),
      "training.lr: unknown key; allowed: lora, optimizer, scheduler, batch_size, micro_batch_size, "
-     "max_seq_len, epochs, max_steps, template, loss_on, packing, gradient_checkpointing, save_steps, "
-     "logging_steps"),
+     "max_seq_len, epochs, max_steps, template, loss_on, batching, max_grad_norm, validation_fraction, "
+     "eval_steps, gradient_checkpointing, save_steps, logging_steps"),
     ("wrong type", mutated(training__batch_size="sixteen"),
      "training.batch_size: must be an integer (got 'sixteen')"),
     ("missing base model", mutated(base_model=DELETE),

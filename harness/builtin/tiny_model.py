@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from harness.atomic import atomic_dir
 from harness.builtin.toy_instructions import generate_toy_corpus, generate_toy_instructions
+from harness.data.templates import ALPACA_PROMPT, ALPACA_PROMPT_NO_INPUT
 
 if TYPE_CHECKING:  # transformers is imported only when a build runs
     from transformers import PreTrainedTokenizerFast
@@ -18,17 +19,6 @@ if TYPE_CHECKING:  # transformers is imported only when a build runs
 VOCAB_SIZE = 1000
 MAX_LENGTH = 2048
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
-
-ALPACA_PROMPT = (
-    "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-)
-ALPACA_PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. "
-    "Write a response that appropriately completes the request.\n\n"
-    "### Instruction:\n{instruction}\n\n### Response:\n"
-)
 
 # Role markers are plain text rather than added special tokens: the model is untrained, so they only
 # need to tokenize stably. A Llama-2-style template starts with bos because the tokenizer is called

@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from harness.cli import config_cmd, doctor, init, listing
+from harness.cli import config_cmd, doctor, init, listing, train_cmd
 from harness.errors import USER_ERROR_EXIT_CODE, UserError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("methods")(listing.methods)
 app.command("suites")(listing.suites)
 app.command("doctor")(doctor.doctor)
 app.command("init")(init.init)
+app.command("train")(train_cmd.train)
 app.add_typer(config_cmd.app, name="config")
 
 

@@ -29,11 +29,14 @@ class DataConfig(Strict):
     source: str = Field(description="Hub dataset id, a local JSON/JSONL/parquet file or dataset directory, "
                                     "or builtin:toy-instructions.", min_length=1)
     split: str = Field("train", description="Split to read from a hub dataset.")
-    format: Literal["auto", "alpaca", "messages"] = Field(
-        "auto", description="Record format: Alpaca instruction/input/output, or chat `messages` "
-                            "(the first user->assistant turn is kept); auto detects it.")
+    format: Literal["auto", "alpaca", "messages", "conversations", "instances"] = Field(
+        "auto", description="Row format: alpaca (instruction/input/output), messages (TULU chat), "
+                            "conversations (ShareGPT), instances (Self-Instruct); for chats the first "
+                            "user->assistant turn is kept. auto detects it from the first row.")
     max_samples: int | None = Field(None, ge=1, description="Use at most this many samples (after loading).")
-    data_fraction: float = Field(1.0, gt=0, le=1, description="Use this fraction of the samples (seeded).")
+    data_fraction: float = Field(1.0, gt=0, le=1, description="Use this fraction of the samples (seeded; "
+                                                                "subsets of growing fractions are nested).")
+    seed: int = Field(0, description="Seed of the subset selection (the same for every method).")
 
 
 class LoraConfig(Strict):
@@ -78,7 +81,15 @@ class TrainingConfig(Strict):
     template: Literal["alpaca", "chat"] = Field(
         "alpaca", description="Prompt template: the paper's Alpaca template, or the tokenizer's chat template.")
     loss_on: Literal["response", "all"] = Field("response", description="Tokens that carry the loss.")
-    packing: bool = Field(True, description="Pack or length-group samples for speed (same loss).")
+    batching: Literal["packed", "grouped", "padded"] = Field(
+        "packed", description="How a step's samples form micro-batches: packed into rows without "
+                              "cross-attention, grouped by length, or padded in order. Same loss; "
+                              "packed and grouped waste less compute on padding.")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm (None: no clipping).")
+    validation_fraction: float = Field(0.0, ge=0, lt=1, description="Hold out this fraction of the data "
+                                                                    "(seeded) for a validation loss.")
+    eval_steps: int | None = Field(None, ge=1, description="Measure the validation loss every N steps "
+                                                           "(and at the end) when data is held out.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
     save_steps: int | None = Field(None, ge=1, description="Save a resumable state every N steps.")
     logging_steps: int = Field(1, ge=1, description="Record the training loss every N steps.")

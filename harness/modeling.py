@@ -1,0 +1,62 @@
+"""Load a base model and tokenizer from a built-in, a local directory or the hub (one place)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.builtin import is_builtin, resolve_builtin
+from harness.errors import UserError
+
+
+def resolve_model_ref(ref: str) -> str:
+    """A path or hub id that `from_pretrained` understands (built-ins are built on first use)."""
+    return str(resolve_builtin(ref)) if is_builtin(ref) else ref
+
+
+def pick_device() -> Any:
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_dtype(name: str, device: Any) -> Any:
+    """`auto`: bfloat16 on a GPU that supports it, else float32 (CPU kernels want float32)."""
+    import torch
+
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def load_tokenizer(ref: str, revision: str | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    path = resolve_model_ref(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"base_model.id: cannot load a tokenizer from '{ref}' ({_first_line(exc)}); "
+                        "give a local model directory or download the model first") from None
+    if tokenizer.pad_token_id is None:
+        # Llama tokenizers ship without a pad token; padding positions never carry loss anyway.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(ref: str, revision: str | None, dtype: str, device: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model_ref(ref)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=resolve_dtype(dtype, device))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"base_model.id: cannot load a model from '{ref}' ({_first_line(exc)}); "
+                        "give a local model directory or download the model first") from None
+    return model.to(device)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,1 @@
+"""The one SFT engine every method trains through (engine.py), its batching, hooks and resume."""

@@ -1,0 +1,172 @@
+"""The one SFT engine: `train(job) -> Checkpoint`, shared by every method.
+
+A lean loop rather than transformers.Trainer, so that packing, the loss normalisation, the
+method hooks and exact resume are ours to see and test. Steps: resolve hooks -> tokenise ->
+fixed step order -> AdamW + warm-up/cosine -> micro-batches with gradient accumulation ->
+penalties and auxiliary losses -> curves, intermediate saves -> atomic checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness import __version__, registry
+from harness.checkpoint import Checkpoint, find_complete, write_checkpoint
+from harness.config.schema import BaseModelConfig, TrainingConfig
+from harness.data.records import TrainRecord, fingerprint
+from harness.data.templates import tokenize_records
+from harness.method import RunSpec
+from harness.modeling import load_causal_lm, load_tokenizer, pick_device
+from harness.paths import cache_dir
+from harness.progress import Progress, QuietProgress
+from harness.train.batching import make_micro_batches, packing_is_isolated
+from harness.train.hooks import TrainContext, build_hook
+from harness.train.loss import mean_token_loss, summed_token_loss
+from harness.train.resume import TrainState, clear_state, load_state, save_state
+from harness.train.schedule import make_scheduler, step_batches
+
+# Bump when a change to the engine changes what a run produces: it is part of every run key.
+ENGINE_VERSION = "1"
+CURVE_FILE = "curve.jsonl"
+
+
+@dataclass
+class TrainJob:
+    base_model: BaseModelConfig
+    training: TrainingConfig  # overrides of the run already applied
+    run: RunSpec
+    records: list[TrainRecord]  # the run's data (indices applied; transforms are applied here)
+    out_dir: Path
+    run_key: str
+    validation: list[TrainRecord] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)  # method, seed, ... for the manifest
+
+
+def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
+    """Train one run, or return its finished checkpoint if one with the same key exists."""
+    existing = find_complete(job.out_dir, job.run_key)
+    if existing is not None:
+        return existing
+    progress = progress or QuietProgress()
+    started = time.monotonic()
+    device = pick_device()
+    training = job.training
+    tokenizer = load_tokenizer(job.base_model.id, job.base_model.revision)
+    init_seed = job.run.init_seed if job.run.init_seed is not None else job.run.seed
+    ctx = TrainContext(job.base_model.id, job.base_model.revision, training, job.run, init_seed, device,
+                       tokenizer, cache_dir())
+
+    records = job.records
+    if job.run.data_transform is not None:
+        records = build_hook(registry.data_transforms, job.run.data_transform, ctx).apply(records, ctx)
+    data = tokenize_records(records, tokenizer, training.template, training.max_seq_len, training.loss_on)
+    if not data.examples:
+        raise ValueError(f"run {job.run.name}: no example fits max_seq_len={training.max_seq_len}")
+    validation = tokenize_records(job.validation, tokenizer, training.template, training.max_seq_len,
+                                  training.loss_on).examples
+
+    torch.manual_seed(init_seed)
+    model = load_causal_lm(job.base_model.id, job.base_model.revision, job.base_model.dtype, device)
+    adapter = build_hook(registry.adapters, job.run.adapter, ctx)
+    model = adapter.wrap(model, ctx)
+    if training.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    regularizer = build_hook(registry.regularizers, job.run.regularizer, ctx) if job.run.regularizer else None
+    auxiliary = (build_hook(registry.auxiliary_losses, job.run.auxiliary_loss, ctx)
+                 if job.run.auxiliary_loss else None)
+    batching = training.batching
+    if batching == "packed" and not packing_is_isolated(model, device, len(tokenizer)):
+        batching = "grouped"  # this model's attention would let packed samples see each other
+
+    batches = step_batches(len(data.examples), training, job.run.seed)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=training.optimizer.lr, betas=training.optimizer.betas,
+                                  eps=training.optimizer.eps, weight_decay=training.optimizer.weight_decay)
+    scheduler = make_scheduler(optimizer, training, len(batches))
+    state = load_state(job.out_dir, job.run_key, model, optimizer, scheduler) or TrainState()
+    resumed_from = state.step
+    micro = training.micro_batch_size or training.batch_size
+    pad_id = tokenizer.pad_token_id
+
+    model.train()
+    progress.start(f"train {job.run.name}", total=len(batches), completed=state.step)
+    window_start, window_tokens = time.monotonic(), 0
+    for step in range(state.step, len(batches)):
+        examples = [data.examples[i] for i in batches[step]]
+        n_loss_tokens = sum(e.n_loss_tokens for e in examples)
+        step_loss = 0.0
+        for batch in make_micro_batches(examples, batching, micro, training.max_seq_len, pad_id):
+            summed = summed_token_loss(model, batch, device)
+            loss = summed / max(n_loss_tokens, 1)
+            if auxiliary is not None:
+                aux = auxiliary.loss(model, step)
+                if aux is not None:
+                    loss = loss + aux * (batch.n_loss_tokens / max(n_loss_tokens, 1))
+            loss.backward()
+            step_loss += float(summed.detach())
+            state.tokens_seen += batch.n_real_tokens
+            window_tokens += batch.n_real_tokens
+        if regularizer is not None:
+            regularizer.penalty(model, step).backward()
+        if training.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(trainable, training.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step = step + 1
+        mean_loss = step_loss / max(n_loss_tokens, 1)
+        if state.step % training.logging_steps == 0 or state.step == len(batches):
+            state.curve.append({"step": state.step, "split": "train", "loss": mean_loss,
+                                "tokens": state.tokens_seen})
+        if validation and (state.step == len(batches)
+                           or (training.eval_steps and state.step % training.eval_steps == 0)):
+            state.curve.append({"step": state.step, "split": "validation", "tokens": state.tokens_seen,
+                                "loss": mean_token_loss(model, validation, device, pad_id, training.max_seq_len)})
+        elapsed = max(time.monotonic() - window_start, 1e-9)
+        progress.update(state.step, loss=f"{mean_loss:.4f}", tok_s=f"{window_tokens / elapsed:,.0f}")
+        if training.save_steps and state.step % training.save_steps == 0 and state.step < len(batches):
+            save_state(job.out_dir, job.run_key, state, model, optimizer, scheduler)
+    progress.finish()
+
+    train_losses = [p["loss"] for p in state.curve if p["split"] == "train"]
+    manifest = {
+        "kind": adapter.kind,
+        "run_key": job.run_key,
+        "base_model": {"id": job.base_model.id, "revision": job.base_model.revision},
+        "training": training.model_dump(mode="json"),
+        "run": {"name": job.run.name, "seed": job.run.seed, "init_seed": init_seed,
+                "same_init": job.run.init_seed is not None,
+                "n_indices": None if job.run.indices is None else len(job.run.indices),
+                "data_transform": _ref(job.run.data_transform), "regularizer": _ref(job.run.regularizer),
+                "auxiliary_loss": _ref(job.run.auxiliary_loss), "adapter": _ref(job.run.adapter)},
+        "data": {"fingerprint": fingerprint(records), "n_records": len(records),
+                 "n_examples": len(data.examples), "n_truncated": data.n_truncated,
+                 "n_prompt_too_long": data.n_prompt_too_long, "n_validation": len(validation)},
+        "code_version": {"atax": __version__, "engine": ENGINE_VERSION},
+        "metrics": {"final_loss": train_losses[-1] if train_losses else None,
+                    "min_loss": min(train_losses) if train_losses else None,
+                    "tokens_seen": state.tokens_seen, "steps": state.step, "batching": batching,
+                    "resumed_from_step": resumed_from,
+                    "wall_time_s": round(time.monotonic() - started, 3)},
+        "provenance": job.provenance,
+    }
+
+    def payload(tmp: Path) -> None:
+        adapter.save(model, tmp)
+        lines = [json.dumps(point) for point in state.curve]
+        (tmp / CURVE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    checkpoint = write_checkpoint(job.out_dir, manifest, payload)
+    clear_state(job.out_dir)
+    return checkpoint
+
+
+def _ref(ref: Any) -> dict[str, Any] | None:
+    return None if ref is None else {"name": ref.name, "options": ref.options}

@@ -1,0 +1,36 @@
+"""Token losses. The step loss is the sum of token losses over the whole effective batch
+divided by the number of loss tokens in it (per token across the effective batch, as HF
+Trainer does with `num_items_in_batch`), so gradient accumulation and batching do not change it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from harness.data.templates import IGNORE_INDEX, TokenizedExample
+from harness.train.batching import MicroBatch, make_micro_batches
+
+
+def summed_token_loss(model: Any, batch: MicroBatch, device: torch.device) -> torch.Tensor:
+    """Sum of cross-entropy over the batch's loss tokens (targets are pre-shifted)."""
+    logits = model(**batch.model_inputs(device), use_cache=False).logits
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.targets.to(device).reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+@torch.no_grad()
+def mean_token_loss(model: Any, examples: Sequence[TokenizedExample], device: torch.device, pad_id: int,
+                    max_seq_len: int, micro_batch_size: int = 8) -> float:
+    """Mean loss per loss token over `examples` (evaluation mode: dropout off)."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for batch in make_micro_batches(examples, "grouped", micro_batch_size, max_seq_len, pad_id):
+        total += float(summed_token_loss(model, batch, device))
+        count += batch.n_loss_tokens
+    model.train(was_training)
+    return total / max(count, 1)

@@ -1,0 +1,122 @@
+"""Train one method for one seed: plan -> train every RunSpec -> combine, recorded in the store.
+
+Runs live under `<results>/runs/<run key>/`, so two methods that plan the same run (same data,
+protocol, seed and hooks) share it; the combined checkpoint goes to `<results>/checkpoints/`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness import registry
+from harness.checkpoint import Checkpoint
+from harness.config import Experiment, MethodEntry, TrainingConfig, method_options
+from harness.data import InstructionRecord, fingerprint, load_instruction_data
+from harness.keys import content_key, directory_hash
+from harness.method import CombineContext, PlanContext, RunSpec
+from harness.progress import Progress
+from harness.store import CurvePoint, ResultsStore
+from harness.train.engine import CURVE_FILE, ENGINE_VERSION, TrainJob, train
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    checkpoint: Checkpoint
+    runs: list[Checkpoint]
+
+
+def find_method(experiment: Experiment, name: str) -> MethodEntry:
+    """The method entry by its row name (label) or, when unambiguous, by its method name."""
+    by_row = [m for m in experiment.methods if m.row_name == name]
+    by_name = [m for m in experiment.methods if m.name == name]
+    if by_row:
+        return by_row[0]
+    if len(by_name) == 1:
+        return by_name[0]
+    from harness.errors import UserError
+
+    rows = ", ".join(m.row_name for m in experiment.methods)
+    reason = "is ambiguous" if by_name else "is not in the experiment"
+    raise UserError(f"--method: '{name}' {reason}; the experiment's methods are: {rows}")
+
+
+def split_validation(records: list[InstructionRecord], fraction: float, seed: int
+                     ) -> tuple[list[InstructionRecord], list[InstructionRecord]]:
+    """Hold out a seeded fraction for the validation loss; the same for every method."""
+    if fraction <= 0:
+        return records, []
+    order = list(range(len(records)))
+    random.Random(f"validation:{seed}").shuffle(order)
+    held = set(order[: max(1, round(fraction * len(records)))])
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def apply_overrides(training: TrainingConfig, overrides: dict[str, Any]) -> TrainingConfig:
+    def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in extra.items():
+            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        return out
+
+    return TrainingConfig.model_validate(merge(training.model_dump(), overrides)) if overrides else training
+
+
+def run_key(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str, validation_fp: str) -> str:
+    return content_key({
+        "base_model": experiment.base_model.model_dump(mode="json"),
+        "training": training.model_dump(mode="json"),
+        "seed": spec.seed, "init_seed": spec.init_seed,
+        "data": data_fp, "validation": validation_fp,
+        "hooks": [_hook(spec.data_transform), _hook(spec.regularizer), _hook(spec.auxiliary_loss),
+                  _hook(spec.adapter)],
+        "engine": ENGINE_VERSION,
+    })
+
+
+def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path,
+                 progress: Progress | None = None) -> MethodResult:
+    data = load_instruction_data(experiment.data)
+    records, validation = split_validation(data.records, experiment.training.validation_fraction,
+                                           experiment.data.seed)
+    method = registry.methods.get(entry.name)(method_options(entry.name, entry.options))
+    workdir = results_dir / "work" / f"{entry.row_name}-seed{seed}"
+    specs = method.plan(records, PlanContext(seed=seed, workdir=workdir))
+    validation_fp = fingerprint(validation)
+    runs: list[Checkpoint] = []
+    for spec in specs:
+        training = apply_overrides(experiment.training, spec.training_overrides)
+        run_records = records if spec.indices is None else [records[i] for i in spec.indices]
+        key = run_key(experiment, training, spec, fingerprint(run_records), validation_fp)
+        job = TrainJob(experiment.base_model, training, spec, list(run_records), results_dir / "runs" / key, key,
+                       validation, provenance={"experiment": experiment.name, "method": entry.row_name,
+                                               "method_name": entry.name, "options": entry.options,
+                                               "seed": seed, "data": data.source,
+                                               "data_fingerprint": data.fingerprint})
+        runs.append(train(job, progress))
+    final = method.combine(runs, CombineContext(seed=seed, out_dir=results_dir / "checkpoints" /
+                                                f"{entry.row_name}-seed{seed}"))
+    _record(results_dir, experiment, runs, final)
+    return MethodResult(final, runs)
+
+
+def _record(results_dir: Path, experiment: Experiment, runs: list[Checkpoint], final: Checkpoint) -> None:
+    with ResultsStore.open(results_dir) as store:
+        store.add_experiment(experiment.name, experiment.model_dump_json())
+        for checkpoint in {id(c): c for c in [*runs, final]}.values():
+            key = checkpoint.manifest.get("run_key") or checkpoint.path.name
+            store.add_checkpoint(key, str(checkpoint.path), checkpoint.kind, directory_hash(checkpoint.path),
+                                 checkpoint.manifest)
+        for run in runs:
+            curve_file = run.path / CURVE_FILE
+            if curve_file.is_file():
+                points = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()]
+                store.add_curve_points(run.manifest["run_key"],
+                                       [CurvePoint(p["step"], p["split"], p["loss"], p.get("tokens")) for p in points])
+
+
+def _hook(ref: Any) -> Any:
+    return None if ref is None else [ref.name, ref.options]
