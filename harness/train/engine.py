@@ -25,7 +25,7 @@ from harness.method import RunSpec
 from harness.modeling import load_causal_lm, load_tokenizer, pick_device
 from harness.paths import cache_dir
 from harness.progress import Progress, QuietProgress
-from harness.train.batching import make_micro_batches, packing_is_isolated
+from harness.train.batching import make_micro_batches, packed_row_length, packing_is_isolated
 from harness.train.hooks import TrainContext, build_hook
 from harness.train.loss import mean_token_loss, summed_token_loss
 from harness.train.resume import TrainState, clear_state, load_state, save_state
@@ -93,6 +93,7 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     state = load_state(job.out_dir, job.run_key, model, optimizer, scheduler) or TrainState()
     resumed_from = state.step
     micro = training.micro_batch_size or training.batch_size
+    row_length = packed_row_length(model.config.hidden_size, training.max_seq_len)
     pad_id = tokenizer.pad_token_id
 
     model.train()
@@ -102,7 +103,7 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
         examples = [data.examples[i] for i in batches[step]]
         n_loss_tokens = sum(e.n_loss_tokens for e in examples)
         step_loss = 0.0
-        for batch in make_micro_batches(examples, batching, micro, training.max_seq_len, pad_id):
+        for batch in make_micro_batches(examples, batching, micro, training.max_seq_len, pad_id, row_length):
             summed = summed_token_loss(model, batch, device)
             loss = summed / max(n_loss_tokens, 1)
             if auxiliary is not None:

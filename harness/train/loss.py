@@ -16,10 +16,34 @@ from harness.train.batching import MicroBatch, make_micro_batches
 
 
 def summed_token_loss(model: Any, batch: MicroBatch, device: torch.device) -> torch.Tensor:
-    """Sum of cross-entropy over the batch's loss tokens (targets are pre-shifted)."""
-    logits = model(**batch.model_inputs(device), use_cache=False).logits
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), batch.targets.to(device).reshape(-1),
-                           ignore_index=IGNORE_INDEX, reduction="sum")
+    """Sum of cross-entropy over the batch's loss tokens (targets are pre-shifted).
+
+    The output head runs only on positions that carry a loss (responses, not prompts or
+    padding): with a large vocabulary the head and its softmax are a big share of the work.
+    """
+    targets = batch.targets.to(device)
+    causal_lm = _plain_causal_lm(model)
+    if causal_lm is None:
+        logits = model(**batch.model_inputs(device), use_cache=False).logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=IGNORE_INDEX, reduction="sum")
+    keep = targets != IGNORE_INDEX
+    hidden = causal_lm.get_decoder()(**batch.model_inputs(device), use_cache=False).last_hidden_state
+    logits = causal_lm.get_output_embeddings()(hidden[keep])
+    return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+
+
+def _plain_causal_lm(model: Any) -> Any:
+    """The *ForCausalLM under a peft wrapper whose logits are just head(hidden), else None."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(inner, "config", None)
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return None  # models that transform logits after the head go through their own forward
+    if not (hasattr(inner, "get_decoder") and hasattr(inner, "get_output_embeddings")):
+        return None
+    if inner.get_output_embeddings() is None:
+        return None
+    return inner
 
 
 @torch.no_grad()

@@ -1,0 +1,57 @@
+"""Resource limits for one sandboxed program, and their translation into POSIX rlimits.
+
+The runner sends `Limits.rlimits(timeout_s)` to the child, where bootstrap.py sets them (soft = hard)
+before the program starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+GiB = 1 << 30
+MiB = 1 << 20
+KiB = 1 << 10
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one program may use. The defaults suit HumanEval/MBPP completions plus their tests."""
+
+    cpu_time_s: int | None = field(default=None, metadata={
+        "help": "CPU seconds (RLIMIT_CPU); None means ceil(timeout_s) + 1, so the wall-clock timeout "
+                "normally fires first and this only stops programs that burn several cores."})
+    memory_bytes: int = field(default=1 * GiB, metadata={
+        "help": "Address space (RLIMIT_AS): a larger allocation raises MemoryError in the program."})
+    max_processes: int = field(default=64, metadata={
+        "help": "RLIMIT_NPROC. Linux counts every process and thread of the user and does not enforce it "
+                "for root, so the bootstrap's guard (no fork/exec/spawn) is the main fork-bomb defence."})
+    file_size_bytes: int = field(default=16 * MiB, metadata={
+        "help": "Largest file the program may write (RLIMIT_FSIZE); also bounds its stdout/stderr files."})
+    open_files: int = field(default=64, metadata={"help": "Open file descriptors (RLIMIT_NOFILE)."})
+    output_bytes: int = field(default=64 * KiB, metadata={
+        "help": "How much of stdout and of stderr the result keeps (the rest is dropped unread)."})
+    site_packages: bool = field(default=False, metadata={
+        "help": "Let the program import installed packages. Off by default: HumanEval/MBPP need only the "
+                "standard library, and third-party C extensions can bypass the in-process guards."})
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type != "bool" and value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"Limits.{f.name} must be a positive integer, got {value!r}")
+
+    def cpu_limit_s(self, timeout_s: float) -> int:
+        """The RLIMIT_CPU value for a run with this wall-clock timeout."""
+        return self.cpu_time_s if self.cpu_time_s is not None else math.ceil(timeout_s) + 1
+
+    def rlimits(self, timeout_s: float) -> dict[str, int]:
+        """Name of each `resource.RLIMIT_*` constant -> the value the child sets as soft and hard limit."""
+        return {
+            "RLIMIT_CPU": self.cpu_limit_s(timeout_s),
+            "RLIMIT_AS": self.memory_bytes,
+            "RLIMIT_NPROC": self.max_processes,
+            "RLIMIT_FSIZE": self.file_size_bytes,
+            "RLIMIT_NOFILE": self.open_files,
+            "RLIMIT_CORE": 0,  # a crashing program must not drop a core file of up to 1 GiB
+        }
