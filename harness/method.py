@@ -57,14 +57,20 @@ class PlanContext:
 
     seed: int
     workdir: Path
+    base_model: str | None = None  # as configured (hub id, path or builtin:)
+    data_source: str = "the data"  # for messages that name the data
 
 
 @dataclass(frozen=True)
 class CombineContext:
-    """What a method may know when combining: the seed and where to write a new checkpoint."""
+    """What a method may know when combining: the seed, where to write a new checkpoint, and
+    each run's training records (Fisher merging needs the sub-models' own data)."""
 
     seed: int
     out_dir: Path
+    runs_data: Sequence[Sequence[Any]] = ()
+    template: str = "alpaca"
+    max_seq_len: int = 1024
 
 
 @runtime_checkable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from harness.builtin import is_builtin, resolve_builtin
@@ -11,6 +12,21 @@ from harness.errors import UserError
 def resolve_model_ref(ref: str) -> str:
     """A path or hub id that `from_pretrained` understands (built-ins are built on first use)."""
     return str(resolve_builtin(ref)) if is_builtin(ref) else ref
+
+
+def resolve_model_dir(ref: str, revision: str | None = None) -> Path:
+    """A local directory with the model's files (hub models: the local hub cache, fetched if allowed)."""
+    path = Path(resolve_model_ref(ref)).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(ref, revision=revision, allow_patterns=[
+            "*.json", "*.safetensors", "tokenizer*", "*.model", "*.jinja"]))
+    except Exception as exc:  # the hub client raises many types; the user needs one line
+        raise UserError(f"base_model.id: cannot find '{ref}' locally or on the hub ({_first_line(exc)}); "
+                        "download it first or give a local directory") from None
 
 
 def pick_device() -> Any:

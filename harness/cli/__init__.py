@@ -9,7 +9,7 @@ import sys
 
 import typer
 
-from harness.cli import config_cmd, doctor, init, listing, train_cmd
+from harness.cli import config_cmd, disperse_cmd, doctor, init, listing, merge_cmd, train_cmd
 from harness.errors import USER_ERROR_EXIT_CODE, UserError
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.command("suites")(listing.suites)
 app.command("doctor")(doctor.doctor)
 app.command("init")(init.init)
 app.command("train")(train_cmd.train)
+app.command("merge")(merge_cmd.merge)
+app.command("disperse")(disperse_cmd.disperse)
 app.add_typer(config_cmd.app, name="config")
 
 

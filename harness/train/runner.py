@@ -84,12 +84,15 @@ def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_
                                            experiment.data.seed)
     method = registry.methods.get(entry.name)(method_options(entry.name, entry.options))
     workdir = results_dir / "work" / f"{entry.row_name}-seed{seed}"
-    specs = method.plan(records, PlanContext(seed=seed, workdir=workdir))
+    specs = method.plan(records, PlanContext(seed=seed, workdir=workdir, base_model=experiment.base_model.id,
+                                             data_source=data.source))
     validation_fp = fingerprint(validation)
     runs: list[Checkpoint] = []
+    runs_data = []
     for spec in specs:
         training = apply_overrides(experiment.training, spec.training_overrides)
         run_records = records if spec.indices is None else [records[i] for i in spec.indices]
+        runs_data.append(run_records)
         key = run_key(experiment, training, spec, fingerprint(run_records), validation_fp)
         job = TrainJob(experiment.base_model, training, spec, list(run_records), results_dir / "runs" / key, key,
                        validation, provenance={"experiment": experiment.name, "method": entry.row_name,
@@ -97,8 +100,9 @@ def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_
                                                "seed": seed, "data": data.source,
                                                "data_fingerprint": data.fingerprint})
         runs.append(train(job, progress))
-    final = method.combine(runs, CombineContext(seed=seed, out_dir=results_dir / "checkpoints" /
-                                                f"{entry.row_name}-seed{seed}"))
+    final = method.combine(runs, CombineContext(
+        seed=seed, out_dir=results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}", runs_data=runs_data,
+        template=experiment.training.template, max_seq_len=experiment.training.max_seq_len))
     _record(results_dir, experiment, runs, final)
     return MethodResult(final, runs)
 

@@ -1,0 +1,65 @@
+"""`atax merge`: merge checkpoints of one base model with a registered operator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from harness.errors import UserError
+
+
+def _floats(text: str | None, option: str) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{option}: give comma-separated numbers, e.g. 0.5,0.5 (got {text!r})") from None
+
+
+def merge(
+    checkpoints: list[Path] = typer.Argument(..., help="Checkpoint directories (LoRA adapters or dense, one base)."),
+    op: str = typer.Option("average", "--op", help="Operator: average (exact, stays LoRA), lora_factor_average, "
+                                                    "task_arithmetic, ties, dare, dare_ties, fisher, parameter_selection."),
+    weights: str | None = typer.Option(None, "--weights", help="Comma-separated weight per checkpoint."),
+    density: float | None = typer.Option(None, "--density", help="ties: fraction of each task vector kept."),
+    p: float | None = typer.Option(None, "--p", help="dare: drop probability."),
+    scale: float | None = typer.Option(None, "--scale", help="task_arithmetic/ties/dare: lambda."),
+    resample: bool = typer.Option(True, "--resample/--no-resample", help="parameter_selection: redraw base entries."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random operators."),
+    fisher_data: str | None = typer.Option(None, "--fisher-data",
+                                           help="fisher: comma-separated training data file per checkpoint."),
+    out: Path = typer.Option(..., "--out", help="Output checkpoint directory."),
+) -> None:
+    """Merge CHECKPOINTS into one; LoRA stays LoRA for average, other operators write a dense model."""
+    from harness import registry
+    from harness.checkpoint import Checkpoint
+    from harness.merge.checkpoints import merge_checkpoints
+
+    if op not in registry.merges:
+        raise UserError(f"--op: unknown merge operator '{op}'; known: {', '.join(registry.merges.names())}")
+    loaded = [Checkpoint.load(path) for path in checkpoints]
+    params: dict[str, object] = {}
+    for name, value in (("density", density), ("p", p), ("scale", scale)):
+        if value is not None:
+            params[name] = value
+    if op == "parameter_selection":
+        params["resample"] = resample
+    fishers = _fishers(loaded, fisher_data) if op == "fisher" else None
+    merged = merge_checkpoints(loaded, op, out, weights=_floats(weights, "--weights"), params=params, seed=seed,
+                               fishers=fishers, provenance={"command": "atax merge"})
+    typer.echo(f"{merged.kind} checkpoint: {merged.path}")
+
+
+def _fishers(checkpoints: list, fisher_data: str | None) -> list:
+    from harness.config import DataConfig
+    from harness.data import load_instruction_data
+    from harness.merge.fisher import lora_fisher
+
+    files = [f for f in (fisher_data or "").split(",") if f.strip()]
+    if len(files) != len(checkpoints):
+        raise UserError(f"--fisher-data: give one training-data file per checkpoint ({len(checkpoints)}); "
+                        f"got {len(files)}")
+    return [lora_fisher(c.manifest["base_model"]["id"], c.manifest["base_model"].get("revision"), c.path,
+                        load_instruction_data(DataConfig(source=f)).records) for c, f in zip(checkpoints, files, strict=True)]
