@@ -12,6 +12,11 @@ to change anything on disk outside the work directory. It is written in the spir
 Writes are checked lexically: the program cannot create symlinks and starts in an empty directory with no
 symlinks, so a normalised path under the work directory really is under it. The hook uses only functions
 captured before the program runs, so monkeypatching `os` or `os.path` cannot fool it.
+
+What it cannot do, being in-process: stop C code that makes system calls itself (a third-party extension,
+when Limits.site_packages is on) or a program set on breaking out through interpreter internals. Reading
+files outside is allowed (imports need it). The OS layers in runner.py (namespaces, rlimits, process-group
+kill) do not depend on this guard; for adversarial code, run the harness as an unprivileged user as well.
 """
 
 import json
@@ -73,7 +78,7 @@ def make_guard(work_dir: str):
     path_events, write_flags, readable_devices = dict(_PATH_EVENTS), _WRITE_FLAGS, _READABLE_DEVICES
 
     def deny(event: str, detail: object = "") -> None:
-        raise error(f"sandbox: {event} {detail!s:.200} is not allowed")
+        raise error(f"sandbox: {event} {detail!s:.200} is not allowed" if detail else f"sandbox: {event} is not allowed")
 
     def normalise(path: str) -> str:
         parts = []
@@ -138,10 +143,10 @@ def make_guard(work_dir: str):
                 check_read(path)
         elif event in path_events:
             path_indices, dir_fd_indices = path_events[event]
-            if event == "sqlite3.connect":
+            if event == "sqlite3.connect" and type_(args[0]) is str_:  # exact str: no custom __eq__
                 if args[0] in (":memory:", ""):
                     return
-                if type_(args[0]) is str_ and args[0].startswith("file:"):
+                if args[0].startswith("file:"):
                     deny(event, "URI filenames")
             for i in range_(len_(path_indices)):
                 dir_fd = args[dir_fd_indices[i]] if i < len_(dir_fd_indices) else None

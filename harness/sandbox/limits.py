@@ -38,7 +38,9 @@ class Limits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.type != "bool" and value is not None and (not isinstance(value, int) or value <= 0):
+            if isinstance(f.default, bool) or (f.name == "cpu_time_s" and value is None):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"Limits.{f.name} must be a positive integer, got {value!r}")
 
     def cpu_limit_s(self, timeout_s: float) -> int:

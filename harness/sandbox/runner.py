@@ -8,10 +8,13 @@ exits 0 and wrote the run's secret token, which the bootstrap writes only after 
 Why not `python -I`: it implies -E, which would ignore PYTHONHASHSEED and make set/dict-of-str order (and
 so some verdicts) vary between runs. The environment is built from scratch here, so -E adds nothing; -s
 drops the user site directory and -S, unless `Limits.site_packages`, all installed packages.
+
+Linux only: it relies on /proc, process groups, and (where available) unshare(1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 Status = Literal["passed", "failed", "timeout", "error"]
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
+_GROUP_EXIT_WAIT_S = 1.0
+_UNSHARE_NOISE = "unshare: sigprocmask unblock failed: Invalid argument\n"
 _NETWORK_PROBE = "import socket, sys; sys.exit([n for _, n in socket.if_nameindex()] != ['lo'])"
 
 
@@ -44,7 +49,7 @@ class ExecutionResult:
     """How one program ended. `error` means the sandbox failed before the program started."""
 
     status: Status
-    returncode: int | None  # negative: killed by that signal
+    returncode: int | None  # negative: killed by that signal (1 when unshare relays a SIGKILL)
     stdout: str  # at most Limits.output_bytes of it, plus a note when cut
     stderr: str
     duration_s: float
@@ -77,9 +82,12 @@ def run_program(code: str, *, timeout_s: float = 10.0, limits: Limits | None = N
                                         start_new_session=True)  # its own process group, to kill as one
             except OSError as e:
                 return ExecutionResult("error", None, "", f"sandbox: could not start python: {e}", 0.0)
-            _send_token(proc, token)
-            timed_out = _wait_for_exit(proc.pid, timeout_s)
-            returncode, cpu_s = _kill_group_and_reap(proc)
+            timed_out = True  # until the wait says otherwise: an interrupted harness still kills the program
+            try:
+                _send_token(proc, token)
+                timed_out = _wait_for_exit(proc.pid, timeout_s)
+            finally:
+                returncode, cpu_s = _kill_group_and_reap(proc, timed_out)
             duration_s = time.monotonic() - start
         status_text = (root / "status").read_text(errors="replace")
         if timed_out or cpu_s >= limits.cpu_limit_s(timeout_s) - 0.05:
@@ -90,8 +98,10 @@ def run_program(code: str, *, timeout_s: float = 10.0, limits: Limits | None = N
             verdict = "error"  # the bootstrap never reached the program: stderr says why
         else:
             verdict = "failed"
-        return ExecutionResult(verdict, returncode, _read_capped(root / "stdout", limits.output_bytes),
-                               _read_capped(root / "stderr", limits.output_bytes), duration_s)
+        # unshare --fork cannot re-raise a SIGKILL that ended its child and says so; that is not the program's.
+        stderr = _read_capped(root / "stderr", limits.output_bytes).replace(_UNSHARE_NOISE, "")
+        return ExecutionResult(verdict, returncode, _read_capped(root / "stdout", limits.output_bytes), stderr,
+                               duration_s)
     finally:
         _remove_tree(root)
 
@@ -172,7 +182,7 @@ def _wait_for_exit(pid: int, timeout_s: float) -> bool:
     """
     try:
         pidfd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # Python < 3.9 or Linux < 5.3: poll instead
+    except OSError:  # Linux < 5.3: poll instead
         pidfd = None
     if pidfd is not None:
         try:
@@ -190,15 +200,51 @@ def _wait_for_exit(pid: int, timeout_s: float) -> bool:
     return False
 
 
-def _kill_group_and_reap(proc: subprocess.Popen) -> tuple[int, float]:
+def _kill_group_and_reap(proc: subprocess.Popen, timed_out: bool) -> tuple[int, float]:
     """SIGKILL the program's whole process group, reap the leader; (returncode, CPU seconds used)."""
-    try:
+    if timed_out:
+        # Kill the members before the leader: a leader that is `unshare --fork` then reaps its child itself.
+        # Killed together, the child would be left to the system's init, and some containers' init never
+        # reaps (one zombie per timed-out program, until pids run out).
+        members = [pid for pid in _group_members(proc.pid) if pid != proc.pid]
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        if members:
+            _wait_for_exit(proc.pid, _GROUP_EXIT_WAIT_S)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # also hits anything the program started and left behind
-    except (ProcessLookupError, PermissionError):
-        pass
     _, wait_status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(wait_status)  # tell Popen it is reaped
+    # Wait until the group is empty, so callers never see a half-dead group. The group id stays reserved
+    # while any member exists, so killing it again cannot hit a stranger.
+    deadline = time.monotonic() + _GROUP_EXIT_WAIT_S
+    while _group_members(proc.pid):
+        if time.monotonic() > deadline:
+            logger.warning("sandbox: process group %d outlived SIGKILL by %.0f s", proc.pid, _GROUP_EXIT_WAIT_S)
+            break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        time.sleep(0.005)
     return proc.returncode, usage.ru_utime + usage.ru_stime
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Pids in process group `pgid` (Linux /proc; the 3rd field after the command name is the group)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return []  # the common case, without reading /proc
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # it exited while we looked
+            if int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
 
 
 def _read_capped(path: Path, cap: int) -> str:
