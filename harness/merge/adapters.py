@@ -27,8 +27,9 @@ class LoraModule:
     b: torch.Tensor  # [out, r]
     scale: float
 
-    def delta(self) -> torch.Tensor:
-        return self.scale * (self.b.float() @ self.a.float())
+    def delta(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """scale · B[start:stop] @ A: rows of ΔW, so big modules can be merged in chunks."""
+        return self.scale * (self.b[start:stop].float() @ self.a.float())
 
 
 @dataclass

@@ -1,9 +1,12 @@
-"""Dense merges, streamed one parameter at a time so peak memory does not grow with K.
+"""Dense merges, streamed in row chunks so peak memory depends on neither K nor the model size.
 
-Each input is a LoRA adapter on the shared base (θᵢ = θ_base + sᵢBᵢAᵢ, built per module on the
-fly) or a dense checkpoint (read lazily from its safetensors). Parameters no input changes are
-copied from the base: every operator returns the base there. Output: an HF model directory
-with sharded safetensors, the base's config and tokenizer files.
+Each input is a LoRA adapter on the shared base (θᵢ rows = base rows + s·B[rows]·A, computed on
+the fly) or a dense checkpoint (rows read from its safetensors). Parameters no input changes are
+copied from the base: every operator returns the base there. Every operator is elementwise once
+TIES' per-tensor magnitude thresholds are known, so they are computed first (one model at a
+time) and the tensor is then merged chunk by chunk. Random operators draw per (parameter, chunk)
+from a seed derived from both. Output: an HF model directory (safetensors shards + index,
+the base's config and tokenizer files).
 """
 
 from __future__ import annotations
@@ -12,120 +15,142 @@ import hashlib
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from harness.errors import UserError
 from harness.merge.adapters import Adapter
+from harness.merge.operators import magnitude_threshold
+from harness.merge.tensor_files import TensorFile, TensorSpec, TensorWriter
 
-SHARD_BYTES = 256 * 1024 * 1024
+SHARD_BYTES = 2 * 1024 ** 3
+CHUNK_ELEMENTS = 1 << 22  # 4M entries: 16 MB per fp32 chunk and model
 _COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "tokenizer.model", "chat_template.jinja")
 
 
-class SafetensorsDir:
-    """Lazy, name-addressed access to the tensors of a model directory (sharded or not)."""
+class ModelFiles:
+    """All safetensors files of a model directory, addressed by tensor name."""
 
-    def __init__(self, directory: Path, stack: ExitStack) -> None:
-        files = sorted(Path(directory).glob("*.safetensors"))
-        files = [f for f in files if not f.name.startswith("adapter_")]
+    def __init__(self, directory: Path) -> None:
+        files = [f for f in sorted(Path(directory).glob("*.safetensors")) if not f.name.startswith("adapter_")]
         if not files:
             raise UserError(f"{directory}: no *.safetensors weights; give a model directory in safetensors format")
-        self._where: dict[str, Any] = {}
-        for file in files:
-            handle = stack.enter_context(safe_open(str(file), framework="pt"))
-            for name in handle.keys():
-                self._where[name] = handle
+        self.files = [TensorFile(f) for f in files]
+        self.where = {name: f for f in self.files for name in f.specs}
 
-    def names(self) -> list[str]:
-        return list(self._where)
+    def specs(self) -> list[TensorSpec]:
+        return [spec for f in self.files for spec in f.specs.values()]
 
-    def get(self, name: str) -> torch.Tensor:
-        return self._where[name].get_tensor(name)
+    def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        return self.where[name].read_rows(name, start, stop)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._where
+    def close(self) -> None:
+        for f in self.files:
+            f.close()
 
 
-def seed_for(seed: int, name: str) -> int:
-    """A per-parameter seed, so random operators do not depend on the order of visits."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:7], "big")
+def seed_for(seed: int, name: str, chunk: int) -> int:
+    """A seed per (parameter, chunk): results do not depend on the order tensors are visited."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{name}:{chunk}".encode()).digest()[:7], "big")
 
 
 def merge_dense(base_dir: Path, inputs: Sequence[Adapter | Path], op: Callable[..., torch.Tensor],
                 out_dir: Path, *, weights: Sequence[float] | None, params: dict[str, Any], seed: int,
-                fishers: Sequence[dict[str, torch.Tensor]] | None = None, shard_bytes: int = SHARD_BYTES) -> dict[str, int]:
-    """Write the merged model's safetensors + index into `out_dir`; returns counts for the manifest."""
-    with ExitStack() as stack:
-        base = SafetensorsDir(base_dir, stack)
-        dense_inputs = {i: SafetensorsDir(p, stack) for i, p in enumerate(inputs) if not isinstance(p, Adapter)}
-        writer = _ShardWriter(out_dir, shard_bytes)
-        merged = copied = 0
-        for name in base.names():
-            base_tensor = base.get(name)
-            thetas = []
-            for i, source in enumerate(inputs):
-                if isinstance(source, Adapter):
-                    module = source.modules.get(name)
-                    thetas.append(None if module is None else (base_tensor.float() + module.delta()).to(base_tensor.dtype))
+                fishers: Sequence[dict[str, torch.Tensor]] | None = None,
+                shard_bytes: int = SHARD_BYTES, chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, int]:
+    """Write the merged model into `out_dir`; returns counts for the manifest."""
+    base = ModelFiles(base_dir)
+    dense = {i: ModelFiles(p) for i, p in enumerate(inputs) if not isinstance(p, Adapter)}
+    counts = {"merged_tensors": 0, "copied_tensors": 0}
+    try:
+        shards = _plan_shards(base.specs(), shard_bytes)
+        weight_map: dict[str, str] = {}
+        for index, specs in enumerate(shards):
+            file_name = "model.safetensors" if len(shards) == 1 else \
+                f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
+            writer = TensorWriter(Path(out_dir) / file_name, specs)
+            for spec in specs:
+                changed = _rows_source(spec.name, inputs, dense)
+                if not any(changed):
+                    counts["copied_tensors"] += 1
                 else:
-                    thetas.append(dense_inputs[i].get(name) if name in dense_inputs[i] else None)
-            if all(t is None for t in thetas):
-                writer.add(name, base_tensor)
-                copied += 1
-                continue
-            thetas = [base_tensor if t is None else t for t in thetas]
-            extra = dict(params)
-            if fishers is not None:
-                extra["fishers"] = [f.get(name, torch.ones_like(base_tensor, dtype=torch.float32)) for f in fishers]
-            writer.add(name, op(thetas, base=base_tensor, weights=weights, seed=seed_for(seed, name), **extra))
-            merged += 1
-        writer.close()
+                    counts["merged_tensors"] += 1
+                _write_tensor(writer, spec, base, changed, op, weights, params, seed, fishers, chunk_elements)
+                weight_map[spec.name] = file_name
+            writer.close()
+        if len(shards) > 1:
+            index_file = {"metadata": {"total_size": sum(s.nbytes for s in base.specs())}, "weight_map": weight_map}
+            (Path(out_dir) / "model.safetensors.index.json").write_text(json.dumps(index_file, indent=2))
+    finally:
+        base.close()
+        for files in dense.values():
+            files.close()
     for file in _COPY_FILES:
         if (Path(base_dir) / file).is_file():
             shutil.copy2(Path(base_dir) / file, Path(out_dir) / file)
-    return {"merged_tensors": merged, "copied_tensors": copied}
+    return counts
 
 
-class _ShardWriter:
-    """Accumulates tensors up to `shard_bytes`, then writes a shard; writes the HF index at the end."""
+RowsSource = Callable[[torch.Tensor, int, int], torch.Tensor] | None
 
-    def __init__(self, out_dir: Path, shard_bytes: int) -> None:
-        self.out_dir, self.shard_bytes = Path(out_dir), shard_bytes
-        self.buffer: dict[str, torch.Tensor] = {}
-        self.size = 0
-        self.shards: list[list[str]] = []
-        self.total = 0
 
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        nbytes = tensor.numel() * tensor.element_size()
-        if self.buffer and self.size + nbytes > self.shard_bytes:
-            self._flush()
-        self.buffer[name] = tensor.contiguous()
-        self.size += nbytes
-        self.total += nbytes
+def _rows_source(name: str, inputs: Sequence[Adapter | Path], dense: dict[int, ModelFiles]) -> list[RowsSource]:
+    """Per input: a function (base rows, start, stop) -> θᵢ rows, or None where θᵢ = base."""
+    sources: list[RowsSource] = []
+    for i, source in enumerate(inputs):
+        if isinstance(source, Adapter):
+            module = source.modules.get(name)
+            sources.append(None if module is None else
+                           (lambda rows, a, b, m=module: (rows.float() + m.delta(a, b)).to(rows.dtype)))
+        else:
+            files = dense[i]
+            sources.append((lambda rows, a, b, f=files: f.read_rows(name, a, b)) if name in files.where else None)
+    return sources
 
-    def _flush(self) -> None:
-        index = len(self.shards)
-        save_file(self.buffer, str(self.out_dir / f"model-{index:05d}.safetensors.part"), metadata={"format": "pt"})
-        self.shards.append(list(self.buffer))
-        self.buffer, self.size = {}, 0
 
-    def close(self) -> None:
-        if self.buffer:
-            self._flush()
-        n = len(self.shards)
-        weight_map = {}
-        for index, names in enumerate(self.shards):
-            final = "model.safetensors" if n == 1 else f"model-{index + 1:05d}-of-{n:05d}.safetensors"
-            (self.out_dir / f"model-{index:05d}.safetensors.part").rename(self.out_dir / final)
-            weight_map.update(dict.fromkeys(names, final))
-        if n > 1:
-            index_file = {"metadata": {"total_size": self.total}, "weight_map": weight_map}
-            (self.out_dir / "model.safetensors.index.json").write_text(json.dumps(index_file, indent=2))
+def _write_tensor(writer: TensorWriter, spec: TensorSpec, base: ModelFiles, sources: list[RowsSource],
+                  op: Callable[..., torch.Tensor], weights: Sequence[float] | None, params: dict[str, Any],
+                  seed: int, fishers: Sequence[dict[str, torch.Tensor]] | None, chunk_elements: int) -> None:
+    row_elements = max(1, spec.row_bytes // torch.empty((), dtype=spec.dtype).element_size())
+    step = max(1, chunk_elements // row_elements)
+    extra = dict(params)
+    if any(sources) and getattr(op, "needs_magnitude_thresholds", False) and float(params.get("density", 0.2)) < 1.0:
+        extra["thresholds"] = [_threshold(spec, base, src, float(params.get("density", 0.2)), step) for src in sources]
+    for chunk, start in enumerate(range(0, spec.rows, step)):
+        stop = min(spec.rows, start + step)
+        rows = base.read_rows(spec.name, start, stop)
+        if not any(sources):
+            writer.write(spec.name, rows)
+            continue
+        thetas = [rows if src is None else src(rows, start, stop) for src in sources]
+        if fishers is not None:
+            extra["fishers"] = [f[spec.name][start:stop] if spec.name in f else torch.ones_like(rows, dtype=torch.float32)
+                                for f in fishers]
+        writer.write(spec.name, op(thetas, base=rows, weights=weights, seed=seed_for(seed, spec.name, chunk), **extra))
 
+
+def _threshold(spec: TensorSpec, base: ModelFiles, source: RowsSource, density: float, step: int) -> float:
+    """TIES' whole-tensor magnitude threshold of one input, built chunk by chunk."""
+    if source is None:
+        return float("inf")  # δ = 0 everywhere: nothing to keep
+    parts = []
+    for start in range(0, spec.rows, step):
+        stop = min(spec.rows, start + step)
+        rows = base.read_rows(spec.name, start, stop)
+        parts.append((source(rows, start, stop).float() - rows.float()).abs().reshape(-1))
+    return magnitude_threshold(torch.cat(parts), density)
+
+
+def _plan_shards(specs: list[TensorSpec], shard_bytes: int) -> list[list[TensorSpec]]:
+    shards: list[list[TensorSpec]] = [[]]
+    size = 0
+    for spec in specs:
+        if shards[-1] and size + spec.nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(spec)
+        size += spec.nbytes
+    return shards

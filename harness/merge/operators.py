@@ -79,14 +79,24 @@ def task_arithmetic(tensors: Tensors, base: torch.Tensor | None = None, weights:
     return _out(scale * _weighted_sum(deltas, w), base_f, tensors[0])
 
 
-def _trim_magnitude(deltas: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the top `density` fraction of each δᵢ by magnitude (ties at the threshold kept)."""
+def magnitude_threshold(delta: torch.Tensor, density: float) -> float:
+    """The |δ| of the k-th largest entry, k = round(density · n): TIES keeps entries at or above it."""
+    flat = delta.detach().abs().reshape(-1).float()
+    k = max(1, int(round(density * flat.numel())))
+    return float(flat.kthvalue(flat.numel() - k + 1).values)
+
+
+def _trim_magnitude(deltas: torch.Tensor, density: float, thresholds: Sequence[float] | None) -> torch.Tensor:
+    """Keep the top `density` fraction of each δᵢ by magnitude (ties at the threshold kept).
+
+    `thresholds` lets a caller that streams a tensor in chunks pass the whole-tensor thresholds.
+    """
     if density >= 1.0:
         return deltas
-    flat = deltas.abs().reshape(len(deltas), -1)
-    k = max(1, int(round(density * flat.shape[1])))
-    threshold = flat.topk(k, dim=1).values[:, -1:]
-    return deltas * (flat >= threshold).reshape(deltas.shape)
+    if thresholds is None:
+        thresholds = [magnitude_threshold(d, density) for d in deltas]
+    limit = torch.tensor(thresholds, dtype=deltas.dtype).view(-1, *([1] * (deltas.dim() - 1)))
+    return deltas * (deltas.abs() >= limit)
 
 
 def _drop_random(deltas: torch.Tensor, p: float, seed: int) -> torch.Tensor:
@@ -110,14 +120,14 @@ def _sign_consensus_mean(deltas: torch.Tensor, weights: Sequence[float]) -> torc
 
 def _sparse_merge(tensors: Tensors, base: torch.Tensor | None, weights: Sequence[float] | None, *,
                   sparsify: str | None, consensus: bool, density: float = 1.0, p: float = 0.0,
-                  scale: float = 1.0, seed: int = 0) -> torch.Tensor:
+                  scale: float = 1.0, seed: int = 0, thresholds: Sequence[float] | None = None) -> torch.Tensor:
     """TIES, DARE and their mixes are one algorithm: optional sparsification, optional sign consensus."""
     if not 0.0 < density <= 1.0:
         raise ValueError(f"density: must be in (0, 1] (got {density})")
     deltas, base_f = _deltas(tensors, base)
     w = check_weights(weights, len(tensors), default=1.0, must_sum_to_one=False)
     if sparsify == "magnitude":
-        deltas = _trim_magnitude(deltas, density)
+        deltas = _trim_magnitude(deltas, density, thresholds)
     elif sparsify == "random":
         deltas = _drop_random(deltas, p, seed)
     merged = _sign_consensus_mean(deltas, w) if consensus else _weighted_sum(deltas, w)
@@ -125,8 +135,14 @@ def _sparse_merge(tensors: Tensors, base: torch.Tensor | None, weights: Sequence
 
 
 def ties(tensors: Tensors, base: torch.Tensor | None = None, weights: Sequence[float] | None = None,
-         density: float = 0.2, scale: float = 1.0, **_: object) -> torch.Tensor:
-    return _sparse_merge(tensors, base, weights, sparsify="magnitude", consensus=True, density=density, scale=scale)
+         density: float = 0.2, scale: float = 1.0, thresholds: Sequence[float] | None = None,
+         **_: object) -> torch.Tensor:
+    return _sparse_merge(tensors, base, weights, sparsify="magnitude", consensus=True, density=density, scale=scale,
+                         thresholds=thresholds)
+
+
+# A streaming caller must pass `thresholds` computed over the whole tensor when it merges in chunks.
+ties.needs_magnitude_thresholds = True  # type: ignore[attr-defined]
 
 
 def dare(tensors: Tensors, base: torch.Tensor | None = None, weights: Sequence[float] | None = None,
