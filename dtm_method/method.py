@@ -10,20 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from dtm_method.dispersal import disperse, write_assignments
 from dtm_method.embeddings import MINILM
-from harness import registry
 from harness.checkpoint import Checkpoint
+from harness.merge.spec import MergeSpec
 from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec
-
-
-class MergeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field("average", description="Merge operator (see harness/merge/operators.py).")
-    params: dict[str, Any] = Field(default_factory=dict, description="Operator parameters, e.g. density, p.")
 
 
 class DTMOptions(MethodOptions):
@@ -48,9 +41,6 @@ class DTMOptions(MethodOptions):
                 raise ValueError(f"weights: {len(self.weights)} given for k={self.k}; give one per sub-model")
             if any(w < 0 for w in self.weights):
                 raise ValueError("weights: must be >= 0")
-        if self.merge.name not in registry.merges:
-            raise ValueError(f"merge.name: unknown merge operator '{self.merge.name}'; "
-                             f"known: {', '.join(registry.merges.names())}")
         return self
 
 

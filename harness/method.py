@@ -69,6 +69,7 @@ class CombineContext:
     seed: int
     out_dir: Path
     runs_data: Sequence[Sequence[Any]] = ()
+    validation: Sequence[Any] = ()  # held-out records (training.validation_fraction), for greedy soups
     template: str = "alpaca"
     max_seq_len: int = 1024
 
@@ -84,4 +85,6 @@ class Method(Protocol):
 
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]: ...
 
-    def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint: ...
+    def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint | Sequence[Checkpoint]:
+        """One checkpoint, or several variants (each manifest then names its `variant`, e.g. alpha=0.5)."""
+        ...

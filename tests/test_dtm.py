@@ -110,7 +110,7 @@ def test_changing_only_the_merge_retrains_nothing(tmp_path):
 @pytest.mark.parametrize("options,message", [
     ({"k": 1}, "methods[0].options.k: must be >= 2 (got 1)"),
     ({"k": 3, "weights": [0.5, 0.5]}, "methods[0].options: weights: 2 given for k=3; give one per sub-model"),
-    ({"merge": {"name": "slerp"}}, "methods[0].options: merge.name: unknown merge operator 'slerp'"),
+    ({"merge": {"name": "slerp"}}, "methods[0].options.merge.name: unknown merge operator 'slerp'; known: average"),
     ({"dispersal": "hash"}, "methods[0].options.dispersal: must be one of 'random' or 'kmeans' (got 'hash')"),
 ])
 def test_bad_dtm_options(tmp_path, options, message):

@@ -33,11 +33,17 @@ def train(
     for s in seeds:
         result = train_method(experiment, entry, s, results_dir,
                               make_progress(quiet, "loss {task.fields[loss]} · {task.fields[tok_s]} tok/s"))
-        path = result.checkpoint.path
-        if out is not None:
-            with atomic_dir(out) as tmp:
-                shutil.copytree(path, tmp, dirs_exist_ok=True)
-            path = out
-        loss = result.checkpoint.manifest.get("metrics", {}).get("final_loss")
-        loss_text = f", final loss {loss:.4f}" if isinstance(loss, float) else ""
-        typer.echo(f"{entry.row_name} seed {s}: {path}{loss_text}")
+        if out is not None and len(result.checkpoints) > 1:
+            raise UserError(f"--out: {entry.row_name} makes {len(result.checkpoints)} checkpoints; "
+                            "they are under the results directory")
+        for checkpoint in result.checkpoints:
+            path = checkpoint.path
+            if out is not None:
+                with atomic_dir(out) as tmp:
+                    shutil.copytree(path, tmp, dirs_exist_ok=True)
+                path = out
+            variant = checkpoint.manifest.get("variant")
+            loss = checkpoint.manifest.get("metrics", {}).get("final_loss")
+            loss_text = f", final loss {loss:.4f}" if isinstance(loss, float) else ""
+            name = f"{entry.row_name}[{variant}]" if variant else entry.row_name
+            typer.echo(f"{name} seed {s}: {path}{loss_text}")

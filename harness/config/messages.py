@@ -37,7 +37,8 @@ def describe(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
         parent = model_at(model, loc[:-1])
         if parent is not None and not parent.model_fields:
             return "unknown key; this takes no options"
-        allowed = f"; allowed: {', '.join(parent.model_fields)}" if parent is not None else ""
+        keys = [field.alias or name for name, field in parent.model_fields.items()] if parent is not None else []
+        allowed = f"; allowed: {', '.join(keys)}" if parent is not None else ""
         return f"unknown key{allowed}"
     bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
               "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}

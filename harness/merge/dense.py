@@ -18,15 +18,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from harness.errors import UserError
 from harness.merge.adapters import Adapter
-from harness.merge.operators import magnitude_threshold
-from harness.merge.tensor_files import TensorFile, TensorSpec, TensorWriter
+from harness.merge.tensor_files import TensorFile, TensorSpec, TensorWriter, numel
 
 SHARD_BYTES = 2 * 1024 ** 3
-CHUNK_ELEMENTS = 1 << 22  # 4M entries: 16 MB per fp32 chunk and model
+CHUNK_ELEMENTS = 1 << 20  # 1M entries: 4 MB per fp32 chunk and model; operators make a few copies
 _COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "tokenizer.model", "chat_template.jinja")
 
@@ -133,15 +133,20 @@ def _write_tensor(writer: TensorWriter, spec: TensorSpec, base: ModelFiles, sour
 
 
 def _threshold(spec: TensorSpec, base: ModelFiles, source: RowsSource, density: float, step: int) -> float:
-    """TIES' whole-tensor magnitude threshold of one input, built chunk by chunk."""
+    """TIES' whole-tensor magnitude threshold of one input: |δ| gathered chunk by chunk into one
+    float32 buffer, then an in-place partial sort (no second copy of the tensor)."""
     if source is None:
         return float("inf")  # δ = 0 everywhere: nothing to keep
-    parts = []
+    magnitudes = np.empty(numel(spec.shape), dtype=np.float32)
+    row_elements = magnitudes.size // max(spec.rows, 1)
     for start in range(0, spec.rows, step):
         stop = min(spec.rows, start + step)
         rows = base.read_rows(spec.name, start, stop)
-        parts.append((source(rows, start, stop).float() - rows.float()).abs().reshape(-1))
-    return magnitude_threshold(torch.cat(parts), density)
+        delta = (source(rows, start, stop).float() - rows.float()).abs().reshape(-1)
+        magnitudes[start * row_elements: stop * row_elements] = delta.numpy()
+    k = max(1, int(round(density * magnitudes.size)))
+    magnitudes.partition(magnitudes.size - k)
+    return float(magnitudes[magnitudes.size - k])
 
 
 def _plan_shards(specs: list[TensorSpec], shard_bytes: int) -> list[list[TensorSpec]]:

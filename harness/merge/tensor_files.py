@@ -30,7 +30,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return _numel(self.shape) * torch.empty((), dtype=self.dtype).element_size()
+        return numel(self.shape) * torch.empty((), dtype=self.dtype).element_size()
 
     @property
     def rows(self) -> int:
@@ -41,7 +41,7 @@ class TensorSpec:
         return self.nbytes // max(self.rows, 1)
 
 
-def _numel(shape: tuple[int, ...]) -> int:
+def numel(shape: tuple[int, ...]) -> int:
     n = 1
     for d in shape:
         n *= d

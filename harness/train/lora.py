@@ -34,3 +34,21 @@ class LoraAdapter:
         from peft import PeftModel
 
         return PeftModel.from_pretrained(model, str(adapter_dir))
+
+
+def lora_modules(model: Any) -> list[tuple[str, Any, Any, float]]:
+    """(base weight name, A weight, B weight, scale) of every active LoRA layer of a peft model.
+
+    Names are the base model's (e.g. model.layers.0.mlp.up_proj.weight), so they match a Fisher
+    or a state dict of the plain base model.
+    """
+    out = []
+    for name, module in model.named_modules():
+        lora_a, lora_b = getattr(module, "lora_A", None), getattr(module, "lora_B", None)
+        if lora_a is None or lora_b is None or not hasattr(module, "active_adapters"):
+            continue
+        for adapter in module.active_adapters:
+            if adapter in lora_a:
+                base_name = name.removeprefix("base_model.model.") + ".weight"
+                out.append((base_name, lora_a[adapter].weight, lora_b[adapter].weight, module.scaling[adapter]))
+    return out

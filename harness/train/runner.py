@@ -25,8 +25,12 @@ from harness.train.engine import CURVE_FILE, ENGINE_VERSION, TrainJob, train
 
 @dataclass(frozen=True)
 class MethodResult:
-    checkpoint: Checkpoint
+    checkpoints: list[Checkpoint]  # one, or one per variant (e.g. scaled_vanilla's alphas)
     runs: list[Checkpoint]
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self.checkpoints[0]
 
 
 def find_method(experiment: Experiment, name: str) -> MethodEntry:
@@ -100,17 +104,19 @@ def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_
                                                "seed": seed, "data": data.source,
                                                "data_fingerprint": data.fingerprint})
         runs.append(train(job, progress))
-    final = method.combine(runs, CombineContext(
+    combined = method.combine(runs, CombineContext(
         seed=seed, out_dir=results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}", runs_data=runs_data,
-        template=experiment.training.template, max_seq_len=experiment.training.max_seq_len))
-    _record(results_dir, experiment, runs, final)
-    return MethodResult(final, runs)
+        validation=validation, template=experiment.training.template,
+        max_seq_len=experiment.training.max_seq_len))
+    finals = [combined] if isinstance(combined, Checkpoint) else list(combined)
+    _record(results_dir, experiment, runs, finals)
+    return MethodResult(finals, runs)
 
 
-def _record(results_dir: Path, experiment: Experiment, runs: list[Checkpoint], final: Checkpoint) -> None:
+def _record(results_dir: Path, experiment: Experiment, runs: list[Checkpoint], finals: list[Checkpoint]) -> None:
     with ResultsStore.open(results_dir) as store:
         store.add_experiment(experiment.name, experiment.model_dump_json())
-        for checkpoint in {id(c): c for c in [*runs, final]}.values():
+        for checkpoint in {id(c): c for c in [*runs, *finals]}.values():
             key = checkpoint.manifest.get("run_key") or checkpoint.path.name
             store.add_checkpoint(key, str(checkpoint.path), checkpoint.kind, directory_hash(checkpoint.path),
                                  checkpoint.manifest)
