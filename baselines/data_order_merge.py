@@ -28,6 +28,9 @@ class DataOrderMerge:
     def __init__(self, options: DataOrderOptions) -> None:
         self.options = options
 
+    def planned_runs(self) -> int:
+        return self.options.k
+
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         return [RunSpec(name=f"order-{i}", seed=ctx.seed * 1000 + i,
                         init_seed=ctx.seed if self.options.same_init else None) for i in range(self.options.k)]

@@ -53,6 +53,9 @@ class ScaledVanilla:
     def __init__(self, options: ScaledOptions) -> None:
         self.options = options
 
+    def planned_variants(self) -> int:
+        return len(self.options.alphas)
+
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         return [RunSpec(name="main", seed=ctx.seed)]  # vanilla's exact run: its key, so it is reused
 

@@ -51,6 +51,9 @@ class UniformSoup:
     def __init__(self, options: SoupOptions) -> None:
         self.options = options
 
+    def planned_runs(self) -> int:
+        return len(self.options.settings)
+
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         specs = []
         for i, setting in enumerate(self.options.settings):

@@ -52,6 +52,9 @@ class DTM:
     def __init__(self, options: DTMOptions) -> None:
         self.options = options
 
+    def planned_runs(self) -> int:
+        return self.options.k
+
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         o = self.options
         labels = disperse(data, o.k, o.dispersal, ctx.seed, encode=o.encode, embed_model=o.embed_model,

@@ -76,7 +76,12 @@ class CombineContext:
 
 @runtime_checkable
 class Method(Protocol):
-    """A training recipe. `Options` validates the `options:` block of its config entry."""
+    """A training recipe. `Options` validates the `options:` block of its config entry.
+
+    Optional: `planned_runs() -> int` and `planned_variants() -> int` tell `atax run --dry-run`
+    how many runs `plan` will return and how many checkpoints `combine` will (default 1 each),
+    so a dry run needs no data.
+    """
 
     description: ClassVar[str]
     Options: ClassVar[type[MethodOptions]]
@@ -88,3 +93,25 @@ class Method(Protocol):
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint | Sequence[Checkpoint]:
         """One checkpoint, or several variants (each manifest then names its `variant`, e.g. alpha=0.5)."""
         ...
+
+
+def run_spec_to_dict(spec: RunSpec) -> dict[str, Any]:
+    """JSON-ready form of a RunSpec (the pipeline hands plans from one process to the next)."""
+    def ref(r: PluginRef | None) -> dict[str, Any] | None:
+        return None if r is None else {"name": r.name, "options": r.options}
+
+    return {"name": spec.name, "seed": spec.seed, "indices": None if spec.indices is None else list(spec.indices),
+            "init_seed": spec.init_seed, "training_overrides": spec.training_overrides,
+            "data_transform": ref(spec.data_transform), "regularizer": ref(spec.regularizer),
+            "auxiliary_loss": ref(spec.auxiliary_loss), "adapter": ref(spec.adapter)}
+
+
+def run_spec_from_dict(data: dict[str, Any]) -> RunSpec:
+    def ref(r: dict[str, Any] | None) -> PluginRef | None:
+        return None if r is None else PluginRef(r["name"], r.get("options", {}))
+
+    return RunSpec(name=data["name"], seed=data["seed"],
+                   indices=None if data["indices"] is None else tuple(data["indices"]),
+                   init_seed=data["init_seed"], training_overrides=data["training_overrides"],
+                   data_transform=ref(data["data_transform"]), regularizer=ref(data["regularizer"]),
+                   auxiliary_loss=ref(data["auxiliary_loss"]), adapter=ref(data["adapter"]) or PluginRef("lora"))

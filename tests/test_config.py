@@ -105,7 +105,7 @@ MALFORMED = [
     ("seeds not a list", mutated(seeds="0"), "seeds: must be a list (got '0')"),
     ("lora rank zero", mutated(training__lora__r=0), "training.lora.r: must be >= 1 (got 0)"),
     ("unknown executor", mutated(executor={"name": "kubernetes"}),
-     "executor.name: unknown executor 'kubernetes'; known: local"),
+     "executor.name: unknown executor 'kubernetes'; known: local, ray, slurm"),
     ("method entry not a mapping", mutated(methods=[3]), "methods[0]: must be a mapping (got 3)"),
 ]
 

@@ -81,39 +81,71 @@ def run_key(experiment: Experiment, training: TrainingConfig, spec: RunSpec, dat
     })
 
 
-def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path,
-                 progress: Progress | None = None) -> MethodResult:
+@dataclass
+class MethodData:
+    """A method's view of the experiment data: training records and the held-out validation part."""
+
+    records: list[InstructionRecord]
+    validation: list[InstructionRecord]
+    source: str
+    fingerprint: str
+
+
+def method_data(experiment: Experiment) -> MethodData:
     data = load_instruction_data(experiment.data)
     records, validation = split_validation(data.records, experiment.training.validation_fraction,
                                            experiment.data.seed)
-    method = registry.methods.get(entry.name)(method_options(entry.name, entry.options))
+    return MethodData(records, validation, data.source, data.fingerprint)
+
+
+def build_method(entry: MethodEntry) -> Any:
+    return registry.methods.get(entry.name)(method_options(entry.name, entry.options))
+
+
+def plan_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path,
+                data: MethodData) -> list[RunSpec]:
     workdir = results_dir / "work" / f"{entry.row_name}-seed{seed}"
-    specs = method.plan(records, PlanContext(seed=seed, workdir=workdir, base_model=experiment.base_model.id,
-                                             data_source=data.source))
-    validation_fp = fingerprint(validation)
-    runs: list[Checkpoint] = []
-    runs_data = []
-    for spec in specs:
-        training = apply_overrides(experiment.training, spec.training_overrides)
-        run_records = records if spec.indices is None else [records[i] for i in spec.indices]
-        runs_data.append(run_records)
-        key = run_key(experiment, training, spec, fingerprint(run_records), validation_fp)
-        job = TrainJob(experiment.base_model, training, spec, list(run_records), results_dir / "runs" / key, key,
-                       validation, provenance={"experiment": experiment.name, "method": entry.row_name,
-                                               "method_name": entry.name, "options": entry.options,
-                                               "seed": seed, "data": data.source,
-                                               "data_fingerprint": data.fingerprint})
-        runs.append(train(job, progress))
-    combined = method.combine(runs, CombineContext(
-        seed=seed, out_dir=results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}", runs_data=runs_data,
-        validation=validation, template=experiment.training.template,
-        max_seq_len=experiment.training.max_seq_len))
+    return build_method(entry).plan(data.records, PlanContext(seed=seed, workdir=workdir,
+                                                              base_model=experiment.base_model.id,
+                                                              data_source=data.source))
+
+
+def train_job(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path, data: MethodData,
+              spec: RunSpec) -> TrainJob:
+    """The engine's job for one planned run; its key decides where it lives and whether it is reused."""
+    training = apply_overrides(experiment.training, spec.training_overrides)
+    run_records = data.records if spec.indices is None else [data.records[i] for i in spec.indices]
+    key = run_key(experiment, training, spec, fingerprint(run_records), fingerprint(data.validation))
+    return TrainJob(experiment.base_model, training, spec, list(run_records), results_dir / "runs" / key, key,
+                    data.validation, provenance={"experiment": experiment.name, "method": entry.row_name,
+                                                 "method_name": entry.name, "options": entry.options,
+                                                 "seed": seed, "data": data.source,
+                                                 "data_fingerprint": data.fingerprint})
+
+
+def combine_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path, data: MethodData,
+                   jobs: list[TrainJob], runs: list[Checkpoint]) -> list[Checkpoint]:
+    combined = build_method(entry).combine(runs, CombineContext(
+        seed=seed, out_dir=results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}",
+        runs_data=[job.records for job in jobs], validation=data.validation,
+        template=experiment.training.template, max_seq_len=experiment.training.max_seq_len))
     finals = [combined] if isinstance(combined, Checkpoint) else list(combined)
-    _record(results_dir, experiment, runs, finals)
-    return MethodResult(finals, runs)
+    record_checkpoints(results_dir, experiment, runs, finals)
+    return finals
 
 
-def _record(results_dir: Path, experiment: Experiment, runs: list[Checkpoint], finals: list[Checkpoint]) -> None:
+def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path,
+                 progress: Progress | None = None) -> MethodResult:
+    """plan -> train every run (in turn) -> combine, in this process (`atax train`)."""
+    data = method_data(experiment)
+    jobs = [train_job(experiment, entry, seed, results_dir, data, spec)
+            for spec in plan_method(experiment, entry, seed, results_dir, data)]
+    runs = [train(job, progress) for job in jobs]
+    return MethodResult(combine_method(experiment, entry, seed, results_dir, data, jobs, runs), runs)
+
+
+def record_checkpoints(results_dir: Path, experiment: Experiment, runs: list[Checkpoint],
+                       finals: list[Checkpoint]) -> None:
     with ResultsStore.open(results_dir) as store:
         store.add_experiment(experiment.name, experiment.model_dump_json())
         for checkpoint in {id(c): c for c in [*runs, *finals]}.values():

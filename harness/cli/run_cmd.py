@@ -1,0 +1,113 @@
+"""`atax run` (the whole comparison) and `atax status` (what is done, pending, failed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from harness.errors import UserError
+
+
+def _only(values: list[str] | None) -> set[str] | None:
+    if not values:
+        return None
+    names = set()
+    for value in values:
+        key, _, name = value.partition("=")
+        if key != "method" or not name:
+            raise UserError(f"--only: expected method=NAME (got {value!r})")
+        names.add(name)
+    return names
+
+
+def _executor(name: str, options: dict, results_dir: Path):
+    from pydantic import ValidationError
+
+    from harness import registry
+
+    cls = registry.executors.get(name)
+    try:
+        parsed = cls.Options.model_validate(options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UserError(f"executor.options.{'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+    return cls(parsed, results_dir)
+
+
+def run(
+    experiment_file: Path = typer.Argument(..., help="Experiment YAML file."),
+    results: Path | None = typer.Option(None, "--results", help="Results directory (default: the experiment's)."),
+    executor: str | None = typer.Option(None, "--executor", help="local, ray or slurm (default: the experiment's)."),
+    only: list[str] | None = typer.Option(None, "--only", help="Only this method (method=NAME); repeatable."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and a cost estimate; run nothing."),
+    keep_going: bool = typer.Option(True, "--keep-going/--stop-on-failure", help="Run independent jobs past a failure."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Run the whole experiment: train every method x seed, evaluate every checkpoint, write the report."""
+    from harness.config import load_experiment
+
+    experiment = load_experiment(experiment_file)
+    results_dir = (results or experiment.results_dir).resolve()
+    selected = _only(only)
+    if selected is not None:
+        unknown = selected - {m.row_name for m in experiment.methods} - {m.name for m in experiment.methods}
+        if unknown:
+            raise UserError(f"--only: {', '.join(sorted(unknown))} is not a method of {experiment_file}")
+    if dry_run:
+        from harness.pipeline.dryrun import dry_run as list_jobs
+
+        lines, cost = list_jobs(experiment, experiment_file.resolve(), results_dir, selected)
+        for line in lines:
+            typer.echo(f"{'done   ' if line.done else 'pending'}  {line.kind:<8} {line.label}")
+        typer.echo(f"{len(lines)} jobs; {cost}")
+        return
+    from harness.pipeline.display import RunDisplay
+    from harness.pipeline.scheduler import run_graph
+
+    name = executor or experiment.executor.name
+    options = experiment.executor.options if executor in (None, experiment.executor.name) else {}
+    runner = _executor(name, dict(options), results_dir)
+    display = RunDisplay(quiet)
+    try:
+        graph = run_graph(experiment, experiment_file.resolve(), results_dir, runner, selected, keep_going,
+                          display.on_event)
+    finally:
+        runner.close()
+        display.close()
+    table = results_dir / "report" / "table.md"
+    if table.is_file():
+        typer.echo(table.read_text(encoding="utf-8"))
+        typer.echo(f"report: {results_dir / 'report'}")
+    if graph.failed:
+        for key, error in graph.failed.items():
+            typer.echo(f"failed: {graph.jobs[key].label}: {error.splitlines()[0]}", err=True)
+        raise typer.Exit(1)
+
+
+def status(
+    experiment_file: Path = typer.Argument(..., help="Experiment YAML file."),
+    results: Path | None = typer.Option(None, "--results", help="Results directory (default: the experiment's)."),
+    as_json: bool = typer.Option(False, "--json", help='Print {"done": n, "pending": n, "failed": n}.'),
+) -> None:
+    """Show which jobs of the experiment are done, pending or failed (with their errors)."""
+    from harness.config import load_experiment
+    from harness.pipeline.scheduler import known_graph
+
+    experiment = load_experiment(experiment_file)
+    results_dir = (results or experiment.results_dir).resolve()
+    graph = known_graph(experiment, experiment_file.resolve(), results_dir)
+    pending = [j for j in graph.pending() if j.key not in graph.failed]
+    counts = {"done": len(graph.done), "pending": len(pending), "failed": len(graph.failed)}
+    if as_json:
+        typer.echo(json.dumps(counts))
+        return
+    for key in graph.done:
+        typer.echo(f"done     {graph.jobs[key].label}")
+    for job in pending:
+        typer.echo(f"pending  {job.label}")
+    for key, error in graph.failed.items():
+        typer.echo(f"failed   {graph.jobs[key].label}: {error.splitlines()[0]}")
+    typer.echo(f"{counts['done']} done, {counts['pending']} pending, {counts['failed']} failed "
+               "(jobs after a plan or combine become known once it has run)")

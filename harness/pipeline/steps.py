@@ -1,0 +1,170 @@
+"""What each kind of job does (run in a worker process), and which jobs its outputs create.
+
+plan    -> the method's RunSpecs (and their run keys)       => one train job per run + a combine job
+train   -> one run's checkpoint (reused if its key exists)
+combine -> the method's checkpoint(s)                      => one eval job per checkpoint x suite
+eval    -> scores and per-item records in the store
+report  -> tables and the leaderboard page from the store
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.config import Experiment, MethodEntry, load_experiment
+from harness.keys import content_key
+from harness.method import run_spec_from_dict, run_spec_to_dict
+from harness.pipeline.jobs import Job
+
+STEPS_VERSION = "1"
+
+
+def method_entry(experiment: Experiment, row: str) -> MethodEntry:
+    return next(m for m in experiment.methods if m.row_name == row)
+
+
+def load(job: Job) -> tuple[Experiment, Path]:
+    return load_experiment(job.spec["experiment"]), Path(job.spec["results_dir"])
+
+
+def run_job(job: Job) -> dict[str, Any]:
+    """Execute `job` in this process; returns its outputs (recorded in its done-marker)."""
+    return {"plan": _plan, "train": _train, "combine": _combine, "eval": _eval, "report": _report}[job.kind](job)
+
+
+def _plan(job: Job) -> dict[str, Any]:
+    from harness.train.runner import method_data, plan_method, train_job
+
+    experiment, results = load(job)
+    entry, seed = method_entry(experiment, job.spec["method"]), job.spec["seed"]
+    data = method_data(experiment)
+    specs = plan_method(experiment, entry, seed, results, data)
+    keys = [train_job(experiment, entry, seed, results, data, spec).run_key for spec in specs]
+    return {"specs": [run_spec_to_dict(s) for s in specs], "run_keys": keys}
+
+
+def _train_jobs(job: Job, outputs: dict[str, Any]) -> tuple[list[Any], list[Any], Any]:
+    from harness.train.runner import method_data, train_job
+
+    experiment, results = load(job)
+    entry, seed = method_entry(experiment, job.spec["method"]), job.spec["seed"]
+    data = method_data(experiment)
+    jobs = [train_job(experiment, entry, seed, results, data, run_spec_from_dict(s)) for s in outputs["specs"]]
+    return jobs, [experiment, entry, seed, results], data
+
+
+def _train(job: Job) -> dict[str, Any]:
+    from harness.pipeline.jobs import outputs_of
+    from harness.progress import QuietProgress
+    from harness.train.engine import train
+
+    experiment, results = load(job)
+    plan = outputs_of(results, job.spec["plan_key"])
+    assert plan is not None, "train job scheduled before its plan finished"
+    jobs, _, _ = _train_jobs(job, plan)
+    checkpoint = train(jobs[job.spec["index"]], QuietProgress())
+    return {"path": str(checkpoint.path), "run_key": checkpoint.manifest["run_key"]}
+
+
+def _combine(job: Job) -> dict[str, Any]:
+    from harness.checkpoint import Checkpoint
+    from harness.pipeline.jobs import outputs_of
+    from harness.train.runner import combine_method
+
+    _, results = load(job)
+    plan = outputs_of(results, job.spec["plan_key"])
+    assert plan is not None
+    jobs, (experiment, entry, seed, results), data = _train_jobs(job, plan)
+    runs = [Checkpoint.load(j.out_dir) for j in jobs]
+    finals = combine_method(experiment, entry, seed, results, data, jobs, runs)
+    return {"checkpoints": [{"path": str(c.path), "key": c.manifest.get("run_key") or str(c.path),
+                             "variant": c.manifest.get("variant")} for c in finals]}
+
+
+def _eval(job: Job) -> dict[str, Any]:
+    from harness.evaluate.protocols import SuiteContext
+    from harness.evaluate.runner import EvalRequest, run_eval
+
+    experiment, results = load(job)
+    spec = job.spec
+    outcome = run_eval(EvalRequest(
+        target=spec["target"], suite=spec["suite"], suite_options=spec["suite_options"],
+        backend=experiment.backend.name, backend_options=dict(experiment.backend.options), results_dir=results,
+        experiment=experiment.name, method=spec["row"], seed=spec.get("seed")), SuiteContext())
+    return {"target": outcome.target.key, "benchmarks": {r.benchmark: r.values() for r in outcome.results}}
+
+
+def _report(job: Job) -> dict[str, Any]:
+    from harness.pipeline.report import write_report
+
+    experiment, results = load(job)
+    return write_report(experiment, results)
+
+
+# ---- building and expanding the DAG --------------------------------------------------------
+
+def base_spec(experiment_path: Path, results_dir: Path) -> dict[str, Any]:
+    return {"experiment": str(Path(experiment_path).resolve()), "results_dir": str(Path(results_dir).resolve())}
+
+
+def plan_job(experiment: Experiment, entry: MethodEntry, seed: int, common: dict[str, Any]) -> Job:
+    key = content_key({"kind": "plan", "method": entry.name, "options": entry.options, "seed": seed,
+                       "data": experiment.data.model_dump(mode="json"),
+                       "validation": experiment.training.validation_fraction,
+                       "base_model": experiment.base_model.model_dump(mode="json"),
+                       "training": experiment.training.model_dump(mode="json"),
+                       "atax": __version__, "steps": STEPS_VERSION})
+    return Job(key, "plan", f"plan {entry.row_name} seed {seed}", (), {**common, "method": entry.row_name,
+                                                                       "seed": seed})
+
+
+def eval_jobs(experiment: Experiment, target: str, target_key: str, row: str, seed: int | None,
+              deps: tuple[str, ...], common: dict[str, Any]) -> list[Job]:
+    gpus = 1 if experiment.backend.name in ("vllm",) else 0
+    return [Job(content_key({"kind": "eval", "target": target_key, "suite": suite.name, "options": suite.options,
+                             "backend": experiment.backend.model_dump(mode="json"), "steps": STEPS_VERSION}),
+                "eval", f"eval {row}{'' if seed is None else f' seed {seed}'} on {suite.name}", deps,
+                {**common, "target": target, "suite": suite.name, "suite_options": suite.options, "row": row,
+                 "seed": seed}, gpus=gpus)
+            for suite in experiment.suites]
+
+
+def initial_jobs(experiment: Experiment, common: dict[str, Any], only: set[str] | None = None) -> list[Job]:
+    """Plan jobs for every method x seed, and the base model's evals (the reference row)."""
+    jobs = [plan_job(experiment, entry, seed, common) for entry in experiment.methods
+            if only is None or entry.row_name in only or entry.name in only for seed in experiment.seeds]
+    base = experiment.base_model
+    jobs += eval_jobs(experiment, base.id, content_key({"base": base.model_dump(mode="json")}), "base", None, (),
+                      common)
+    return jobs
+
+
+def expand(job: Job, outputs: dict[str, Any]) -> list[Job]:
+    """The jobs that `job`'s outputs make known."""
+    common = {k: job.spec[k] for k in ("experiment", "results_dir")}
+    if job.kind == "plan":
+        train = [Job(key, "train", f"train {job.spec['method']} seed {job.spec['seed']} {spec['name']}", (job.key,),
+                     {**common, "method": job.spec["method"], "seed": job.spec["seed"], "plan_key": job.key,
+                      "index": i}, gpus=1)
+                 for i, (key, spec) in enumerate(zip(outputs["run_keys"], outputs["specs"], strict=True))]
+        combine_key = content_key({"kind": "combine", "plan": job.key, "runs": outputs["run_keys"]})
+        combine = Job(combine_key, "combine", f"combine {job.spec['method']} seed {job.spec['seed']}",
+                      (job.key, *[t.key for t in train]),
+                      {**common, "method": job.spec["method"], "seed": job.spec["seed"], "plan_key": job.key})
+        return [*train, combine]
+    if job.kind == "combine":
+        experiment = load_experiment(job.spec["experiment"])
+        jobs = []
+        for checkpoint in outputs["checkpoints"]:
+            row = job.spec["method"] + (f"[{checkpoint['variant']}]" if checkpoint["variant"] else "")
+            jobs += eval_jobs(experiment, checkpoint["path"], checkpoint["key"], row, job.spec["seed"], (job.key,),
+                              common)
+        return jobs
+    return []
+
+
+def report_job(eval_keys: list[str], common: dict[str, Any]) -> Job:
+    return Job(content_key({"kind": "report", "evals": sorted(eval_keys), "steps": STEPS_VERSION}), "report",
+               "report", tuple(sorted(eval_keys)), dict(common))
