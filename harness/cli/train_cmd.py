@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,10 @@ def train(
 
     experiment = load_experiment(config)
     entry = find_method(experiment, method)
+    out = out.resolve() if out is not None else None
+    results = results.resolve() if results is not None else None
+    # Relative paths inside an experiment (method options included) are relative to its file.
+    os.chdir(config.resolve().parent)
     seeds = [seed] if seed is not None else list(experiment.seeds)
     if out is not None and len(seeds) > 1:
         raise UserError(f"--out: the experiment has {len(seeds)} seeds; pick one with --seed")

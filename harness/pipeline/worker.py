@@ -7,6 +7,7 @@ failure (its one-line reason is in the store and on stderr).
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -39,9 +40,11 @@ def execute(job: Job) -> tuple[bool, str | None]:
 
 def main() -> None:
     job = Job.from_json(Path(sys.argv[1]).read_text(encoding="utf-8"))
+    # Relative paths inside an experiment (method options included) are relative to its file.
+    os.chdir(Path(job.spec["experiment"]).parent)
     ok, error = execute(job)
     if not ok:
-        sys.stderr.write(f"{job.label}: {error.splitlines()[0] if error else 'failed'}\n")
+        sys.stderr.write(f"{error.splitlines()[0] if error else 'failed'}\n")
     sys.exit(0 if ok else 1)
 
 

@@ -35,9 +35,12 @@ class RayExecutor:
                      log_to_driver=False, ignore_reinit_error=True)
         self._task = ray.remote(run_in_subprocess)
         self._refs: dict[Any, str] = {}
+        # A GPU request on a cluster without GPUs would wait forever: such clusters run jobs on CPUs.
+        self._gpus = ray.cluster_resources().get("GPU", 0)
 
     def submit(self, job: Job) -> Any:
-        ref = self._task.options(num_gpus=job.gpus, num_cpus=job.cpus).remote(job.to_json())
+        gpus = job.gpus if self._gpus else 0
+        ref = self._task.options(num_gpus=gpus, num_cpus=job.cpus).remote(job.to_json())
         self._refs[ref] = job.key
         return ref
 
