@@ -78,7 +78,7 @@ def test_dry_run_lists_jobs_and_marks_done_ones(finished):
     lines = result.stdout.splitlines()
     assert "done     plan     plan dtm seed 0" in lines
     assert "done     train    train dtm seed 0 run 2/2" in lines
-    assert lines[-1].startswith("11 jobs; 4 training runs of ")
+    assert lines[-1].startswith("11 jobs; at most 4 training runs (runs that methods share are trained once) of ")
 
 
 def test_failed_job_is_recorded_and_others_keep_going(tmp_path):

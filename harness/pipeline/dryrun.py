@@ -71,7 +71,8 @@ def cost_estimate(experiment: Experiment, train_runs: int) -> str:
     if params is None:
         return f"{train_runs} training runs; cost unknown (cannot tell the size of {experiment.base_model.id})"
     hours = train_runs * 6 * params * tokens_per_run / GPU_FLOPS / 3600
-    return (f"{train_runs} training runs of ~{tokens_per_run / 1e6:,.0f}M tokens on a {params / 1e9:.1f}B model: "
+    return (f"at most {train_runs} training runs (runs that methods share are trained once) of "
+            f"~{tokens_per_run / 1e6:,.0f}M tokens on a {params / 1e9:.1f}B model: "
             f"~{hours:,.1f} GPU-hours of training (A100 at 40% utilisation; {assumed}); evaluation not included")
 
 
