@@ -9,7 +9,21 @@ import sys
 
 import typer
 
-from harness.cli import config_cmd, disperse_cmd, doctor, init, listing, merge_cmd, train_cmd
+from harness.cli import (
+    compare_cmd,
+    config_cmd,
+    data_cmd,
+    disperse_cmd,
+    doctor,
+    eval_cmd,
+    init,
+    listing,
+    merge_cmd,
+    report_cmd,
+    run_cmd,
+    table_cmd,
+    train_cmd,
+)
 from harness.errors import USER_ERROR_EXIT_CODE, UserError
 
 app = typer.Typer(
@@ -24,9 +38,16 @@ app.command("suites")(listing.suites)
 app.command("doctor")(doctor.doctor)
 app.command("init")(init.init)
 app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.eval_)
 app.command("merge")(merge_cmd.merge)
 app.command("disperse")(disperse_cmd.disperse)
+app.command("run")(run_cmd.run)
+app.command("status")(run_cmd.status)
+app.command("table")(table_cmd.table)
+app.command("compare")(compare_cmd.compare)
+app.command("report")(report_cmd.report)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(data_cmd.app, name="data")
 
 
 def main() -> None:
