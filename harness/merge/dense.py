@@ -26,7 +26,9 @@ from harness.merge.adapters import Adapter
 from harness.merge.tensor_files import TensorFile, TensorSpec, TensorWriter, numel
 
 SHARD_BYTES = 2 * 1024 ** 3
-CHUNK_ELEMENTS = 1 << 20  # 1M entries: 4 MB per fp32 chunk and model; operators make a few copies
+# Entries held per chunk across all K+1 models (base included): operators make a few working
+# copies of the stacked chunk, so peak memory stays ~constant in K.
+CHUNK_BUDGET = 1 << 22
 _COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "tokenizer.model", "chat_template.jinja")
 
@@ -60,8 +62,9 @@ def seed_for(seed: int, name: str, chunk: int) -> int:
 def merge_dense(base_dir: Path, inputs: Sequence[Adapter | Path], op: Callable[..., torch.Tensor],
                 out_dir: Path, *, weights: Sequence[float] | None, params: dict[str, Any], seed: int,
                 fishers: Sequence[dict[str, torch.Tensor]] | None = None,
-                shard_bytes: int = SHARD_BYTES, chunk_elements: int = CHUNK_ELEMENTS) -> dict[str, int]:
+                shard_bytes: int = SHARD_BYTES, chunk_elements: int | None = None) -> dict[str, int]:
     """Write the merged model into `out_dir`; returns counts for the manifest."""
+    chunk_elements = chunk_elements or max(1 << 16, CHUNK_BUDGET // (len(inputs) + 1))
     base = ModelFiles(base_dir)
     dense = {i: ModelFiles(p) for i, p in enumerate(inputs) if not isinstance(p, Adapter)}
     counts = {"merged_tensors": 0, "copied_tensors": 0}

@@ -1,0 +1,103 @@
+"""The trade-off frontier: instruction following (x) against mean knowledge score (y), one point per
+method, with the `scaled_vanilla` control (base + α·Δ_vanilla) drawn as a curve over α.
+
+Shrinking vanilla's update trades instruction following for knowledge by itself, so a method that
+retains knowledge only means something if it sits above that curve at its own instruction-following
+level. A method below it is *dominated*: some α of plain vanilla does as well on both axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.report.figures import new_figure, save
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    method: str
+    x: float  # instruction-following score (e.g. mean of MT-bench and Vicuna-bench)
+    y: float  # mean knowledge score
+    x_ci: tuple[float, float] | None = None
+    y_ci: tuple[float, float] | None = None
+    alpha: float | None = None  # set on the points of the α-curve
+
+
+def alpha_curve(points: Sequence[FrontierPoint]) -> list[FrontierPoint]:
+    """The α-curve's points in α order."""
+    return sorted((p for p in points if p.alpha is not None), key=lambda p: p.alpha or 0.0)
+
+
+def curve_height(curve: Sequence[FrontierPoint], x: float) -> float | None:
+    """The curve's knowledge score at instruction score `x` (linear between neighbouring points in x,
+    the higher one where two share an x); None outside the curve's x-range."""
+    if not curve:
+        return None
+    xs = sorted({p.x for p in curve})
+    ys = [max(p.y for p in curve if p.x == v) for v in xs]
+    if x < xs[0] or x > xs[-1]:
+        return None
+    return float(np.interp(x, xs, ys))
+
+
+def dominated(points: Sequence[FrontierPoint]) -> list[str]:
+    """Methods below the α-curve: under its interpolation inside its x-range; outside it, beaten on
+    both axes (at least as good on each, better on one) by some point of the curve."""
+    curve = alpha_curve(points)
+    out = []
+    for p in points:
+        if p.alpha is not None:
+            continue
+        height = curve_height(curve, p.x)
+        if height is not None:
+            below = p.y < height
+        else:
+            below = any(q.x >= p.x and q.y >= p.y and (q.x > p.x or q.y > p.y) for q in curve)
+        if below:
+            out.append(p.method)
+    return out
+
+
+def _err(center: float, ci: tuple[float, float] | None) -> list[list[float]] | None:
+    if ci is None:
+        return None
+    return [[max(center - ci[0], 0.0)], [max(ci[1] - center, 0.0)]]
+
+
+def frontier_chart(points: Sequence[FrontierPoint], out_base: Path, xlabel: str = "instruction following",
+                   ylabel: str = "mean knowledge score", title: str = "Alignment-tax trade-off frontier",
+                   curve_label: str = "scaled vanilla (base + α·Δ)") -> tuple[list[Path], list[str]]:
+    """Draw the frontier; return the written files and the dominated methods."""
+    fig = new_figure(6.5, 4.8)
+    ax = fig.add_subplot()
+    curve = alpha_curve(points)
+    if curve:
+        ax.plot([p.x for p in curve], [p.y for p in curve], "-", color="#888888", linewidth=1.5, label=curve_label,
+                zorder=1)
+        for p in curve:
+            ax.errorbar(p.x, p.y, xerr=_err(p.x, p.x_ci), yerr=_err(p.y, p.y_ci), fmt="s", color="#888888",
+                        markersize=5, capsize=2, zorder=2)
+            ax.annotate(f"α={p.alpha:g}", (p.x, p.y), textcoords="offset points", xytext=(4, -10), fontsize=7,
+                        color="#555555")
+    losers = set(dominated(points))
+    labelled = set()
+    for p in points:
+        if p.alpha is not None:
+            continue
+        is_dominated = p.method in losers
+        kind = "dominated by the α-curve" if is_dominated else "not dominated"
+        ax.errorbar(p.x, p.y, xerr=_err(p.x, p.x_ci), yerr=_err(p.y, p.y_ci), fmt="o", capsize=2, zorder=3,
+                    color="#C44E52" if is_dominated else "#4C72B0",
+                    markerfacecolor="white" if is_dominated else "#4C72B0",
+                    label=None if kind in labelled else kind)
+        labelled.add(kind)
+        ax.annotate(p.method, (p.x, p.y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    return save(fig, out_base), sorted(losers)
