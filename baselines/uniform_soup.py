@@ -33,6 +33,8 @@ class SoupOptions(MethodOptions):
     settings: list[Setting] = Field(default_factory=lambda: list(DEFAULT_GRID),
                                     description="One hyper-parameter setting per ingredient (K = its length).")
     greedy: bool = Field(False, description="Greedy soup on the held-out validation data.")
+    ensemble: bool = Field(False, description="Keep the ingredients as a logit ensemble instead of averaging "
+                                              "weights (the DTM paper's Table 7; hf backend, K passes per token).")
     same_init: bool = Field(True, description="Ingredients share one LoRA initialisation (a soup needs a "
                                               "shared starting point).")
 
@@ -69,6 +71,8 @@ class UniformSoup:
         from harness.merge.checkpoints import merge_checkpoints
 
         provenance = {"method": "uniform_soup", "options": self.options.model_dump(mode="json")}
+        if self.options.ensemble:
+            return merge_checkpoints(checkpoints, "ensemble", ctx.out_dir, seed=ctx.seed, provenance=provenance)
         if not self.options.greedy:
             return merge_checkpoints(checkpoints, "average", ctx.out_dir, seed=ctx.seed, provenance=provenance)
         if not ctx.validation:

@@ -21,7 +21,8 @@ def _floats(text: str | None, option: str) -> list[float] | None:
 def merge(
     checkpoints: list[Path] = typer.Argument(..., help="Checkpoint directories (LoRA adapters or dense, one base)."),
     op: str = typer.Option("average", "--op", help="Operator: average (exact, stays LoRA), lora_factor_average, "
-                                                    "task_arithmetic, ties, dare, dare_ties, fisher, parameter_selection."),
+                                                    "task_arithmetic, ties, dare, dare_ties, fisher, parameter_selection; "
+                                                    "or ensemble (logit ensemble, evaluated by the hf backend)."),
     weights: str | None = typer.Option(None, "--weights", help="Comma-separated weight per checkpoint."),
     density: float | None = typer.Option(None, "--density", help="ties: fraction of each task vector kept."),
     p: float | None = typer.Option(None, "--p", help="dare: drop probability."),
@@ -37,7 +38,7 @@ def merge(
     from harness.checkpoint import Checkpoint
     from harness.merge.checkpoints import merge_checkpoints
 
-    if op not in registry.merges:
+    if op not in registry.merges and op != "ensemble":
         raise UserError(f"--op: unknown merge operator '{op}'; known: {', '.join(registry.merges.names())}")
     loaded = [Checkpoint.load(path) for path in checkpoints]
     params: dict[str, object] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -70,11 +71,16 @@ class SuiteContext:
     """What a suite may use while running: a progress callback and the run-wide facts to record.
 
     `on_progress(benchmark, done, total)` is called as requests complete; `log` takes one-line
-    notes for the user (shown unless --quiet).
+    notes for the user (shown unless --quiet). The runner sets `target` (what is evaluated: its
+    store key, content hash and checkpoint manifest) and `results_dir` (the store) before
+    `SuitePlan.run`, for suites that render prompts with the model's training template or cache
+    work in the store; `prepare` sees them unset.
     """
 
     on_progress: Callable[[str, int, int], None] = lambda benchmark, done, total: None
     log: Callable[[str], None] = lambda message: None
+    target: EvalTarget | None = None
+    results_dir: Path | None = None
 
 
 @runtime_checkable

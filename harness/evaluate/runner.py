@@ -7,7 +7,7 @@ well-formed, opt-ins given) and the target is resolved before the backend loads 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ def run_eval(request: EvalRequest, ctx: SuiteContext | None = None) -> EvalOutco
     ctx = ctx or SuiteContext()
     suite_cls = registry.suites.get(request.suite)
     suite_options = validate_options(suite_cls, request.suite_options, f"suite '{request.suite}'")
-    backend_name = pick_backend(request.backend)
+    backend_name = pick_backend(request.backend, _kind_of(request.target))
     backend_cls = registry.backends.get(backend_name)
     backend_options = validate_options(backend_cls, request.backend_options, f"backend '{backend_name}'")
 
@@ -66,7 +66,7 @@ def run_eval(request: EvalRequest, ctx: SuiteContext | None = None) -> EvalOutco
         ctx.log(f"response cache: {cache_db}_rank0.db")
     tracked = TrackedLM(lm, plan.tasks, ctx.on_progress, cache_db)
     try:
-        results = plan.run(tracked, ctx)
+        results = plan.run(tracked, replace(ctx, target=target, results_dir=Path(request.results_dir)))
     finally:
         tracked.close()
     record(request, target, backend_name, options_json, results)
@@ -90,10 +90,28 @@ def record(request: EvalRequest, target: EvalTarget, backend: str, backend_optio
             store.record_eval(run, result.scores, result.items)
 
 
-def pick_backend(name: str) -> str:
-    """`auto`: vllm where CUDA is present and a vllm backend is installed, else hf."""
+# Checkpoint kinds only the hf backend can run (vLLM serves plain and LoRA models).
+HF_ONLY_KINDS = ("ensemble", "loramoe")
+
+
+def _kind_of(ref: str | None) -> str | None:
+    if ref is None:
+        return None
+    manifest = Path(ref) / "checkpoint.json"
+    if manifest.is_file():
+        import json
+
+        return json.loads(manifest.read_text(encoding="utf-8")).get("kind")
+    return None
+
+
+def pick_backend(name: str, kind: str | None = None) -> str:
+    """`auto`: vllm where CUDA is present and a vllm backend is installed, else hf (always hf
+    for checkpoint kinds vLLM cannot serve)."""
     if name != "auto":
         return name
+    if kind in HF_ONLY_KINDS:
+        return "hf"
     import torch
 
     return "vllm" if torch.cuda.is_available() and "vllm" in registry.backends else "hf"

@@ -21,6 +21,8 @@ from harness.merge.lora import exact_average, factor_average
 from harness.merge.operators import check_weights
 from harness.modeling import resolve_model_dir
 
+# Not a tensor operator: the sub-models are kept and their probabilities averaged at evaluation.
+ENSEMBLE = "ensemble"
 LORA_OUTPUT_OPS = {"average": exact_average, "lora_factor_average": factor_average}
 
 
@@ -29,6 +31,10 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path,
                       fishers: Sequence[dict[str, Any]] | None = None,
                       provenance: dict[str, Any] | None = None) -> Checkpoint:
     params = dict(params or {})
+    if op == ENSEMBLE:
+        from harness.merge.ensemble import make_ensemble
+
+        return make_ensemble(checkpoints, out_dir, weights, provenance)
     operator = registry.merges.get(op)  # unknown names fail here, before any work
     base = _common_base(checkpoints)
     if weights is not None:

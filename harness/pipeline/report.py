@@ -1,5 +1,5 @@
-"""The report job: the comparison table (markdown) and, where the report package is installed
-in this version, the full leaderboard page — written into `<results>/report/`."""
+"""The report job: the leaderboard page (harness.report) and the comparison tables in markdown,
+with paired tests against vanilla when the experiment has it, written into `<results>/report/`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,18 @@ from harness.config import Experiment
 
 
 def write_report(experiment: Experiment, results_dir: Path) -> dict[str, Any]:
-    from harness.pipeline.summary import summary_table
+    from harness.report.from_store import TableOptions, build_tables
+    from harness.report.page import ReportOptions
+    from harness.report.page import write_report as write_page
+    from harness.report.render import render
+    from harness.store import ResultsStore
 
-    table = summary_table(results_dir, experiment.name)
+    reference = "vanilla" if any(m.row_name == "vanilla" for m in experiment.methods) else None
     out = Path(results_dir) / "report"
-    write_text_atomic(out / "table.md", table + "\n")
-    return {"table": str(out / "table.md")}
+    page = write_page(results_dir, out, ReportOptions(experiment=experiment.name, reference_method=reference,
+                                                      title=f"atax — {experiment.name}"))
+    with ResultsStore.open(results_dir) as store:
+        tables = build_tables(store, TableOptions(experiment=experiment.name, reference_method=reference))
+    text = "\n\n".join(render(t, "md") for t in tables) or "(no evaluation suite in this experiment: nothing to tabulate)"
+    write_text_atomic(out / "table.md", text + "\n")
+    return {"page": str(page.index), "table": str(out / "table.md"), "notes": page.notes}

@@ -75,6 +75,7 @@ def run_graph(experiment: Experiment, experiment_path: Path, results_dir: Path, 
     common = base_spec(experiment_path, results_dir)
     running: dict[Any, Job] = {}
     with ResultsStore.open(results_dir) as store:
+        store.add_experiment(experiment.name, experiment.model_dump_json())  # evals refer to it
         for job in graph.pending():
             store.set_job_state(job.key, job.kind, "pending")
     report_added = any(j.kind == "report" for j in graph.jobs.values())

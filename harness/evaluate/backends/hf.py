@@ -32,9 +32,6 @@ class HFBackend:
     def make_lm(self, target: EvalTarget, options: HFOptions, tasks: Mapping[str, str]) -> LM:
         if target.model is None:
             raise UserError("CHECKPOINT_OR_MODEL is missing; the hf backend evaluates a checkpoint or model")
-        if target.kind in ("ensemble", "loramoe"):
-            raise UserError(f"{target.ref}: {target.kind} checkpoints are not supported by the hf backend yet; "
-                            "evaluate its sub-models or a merged checkpoint")
         import torch
         from lm_eval.models.huggingface import HFLM
 
@@ -47,9 +44,55 @@ class HFBackend:
                                   "tokenizer": target.tokenizer, "max_length": options.max_length}
         if target.revision:
             kwargs["revision"] = target.revision
+        if target.kind == "ensemble":
+            return _ensemble_lm(target, kwargs)
+        if target.kind not in ("lora", "dense", "base", "model"):
+            return _adapter_kind_lm(target, kwargs)
         try:
             return HFLM(**kwargs)
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load model '{target.model}' ({first}); give a local model directory "
                             "or download the model first") from None
+
+
+def _model_kwargs(target: EvalTarget, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """HFLM arguments for a model instance built here: the tokenizer comes from the base model."""
+    out = {k: v for k, v in kwargs.items() if k not in ("pretrained", "dtype", "peft", "revision", "device")}
+    out["tokenizer"] = target.tokenizer or target.model
+    return out
+
+
+def _ensemble_lm(target: EvalTarget, kwargs: dict[str, Any]) -> LM:
+    """K adapters on one base, probabilities averaged (K forward passes per token)."""
+    import torch
+
+    from harness.evaluate.ensemble_lm import EnsembleLM, load_members
+    from harness.modeling import load_causal_lm
+
+    base = load_causal_lm(str(target.model), target.revision, _dtype_name(kwargs["dtype"]), torch.device(kwargs["device"]))
+    model, members, weights = load_members(base, target.path)
+    # Batch size 1: the generation loop feeds unpadded contexts to each member's KV cache.
+    return EnsembleLM(members, weights, pretrained=model, **{**_model_kwargs(target, kwargs), "batch_size": 1})
+
+
+def _adapter_kind_lm(target: EvalTarget, kwargs: dict[str, Any]) -> LM:
+    """Checkpoint kinds made by an adapter plug-in (e.g. loramoe): the plug-in loads them."""
+    import torch
+    from lm_eval.models.huggingface import HFLM
+
+    from harness import registry
+    from harness.modeling import load_causal_lm
+
+    if target.kind not in registry.adapters:
+        raise UserError(f"{target.ref}: no installed adapter plug-in loads '{target.kind}' checkpoints")
+    adapter_cls = registry.adapters.get(target.kind)
+    options_model = getattr(adapter_cls, "Options", None)
+    adapter = adapter_cls(options_model() if options_model is not None else {}, None)
+    base = load_causal_lm(str(target.model), target.revision, _dtype_name(kwargs["dtype"]), torch.device(kwargs["device"]))
+    model = adapter.load(base, target.path).eval()
+    return HFLM(pretrained=model, **_model_kwargs(target, kwargs))
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(dtype).removeprefix("torch.")
