@@ -37,12 +37,20 @@ class KnowledgeOptions(PluginOptions):
     limit: int | None = Field(None, ge=1, description="At most this many items per lm-eval task (MMLU and BBH: "
                                                      "per subject/task); for quick checks, not for reported numbers.")
     data_dir: Path | None = Field(None, description="Read every benchmark from this local directory (hub schema; "
-                                                    "README 'Knowledge suite data') instead of the hub.")
+                                                    "README 'Knowledge suite data') instead of the hub; "
+                                                    "`builtin:toy-knowledge` = invented items for offline runs.")
     allow_code_execution: bool = Field(False, description="Run model-written code (HumanEval, MBPP) in the sandbox.")
     max_gen_toks: int | None = Field(None, ge=1, description="Cap new tokens of every generation benchmark (quick "
                                                            "runs on CPU; changes scores, recorded with them).")
     allow_partial: bool = Field(False, description="With data_dir: run MMLU/BBH on the subjects/tasks present "
                                                    "(recorded) instead of refusing an incomplete copy.")
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _builtin_data(cls, value: Any) -> Any:
+        from suites.knowledge.toy_data import TOY_DATA, toy_data_dir
+
+        return toy_data_dir() if str(value) == TOY_DATA else value
 
     @field_validator("benchmarks", mode="before")
     @classmethod
