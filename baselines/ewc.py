@@ -18,7 +18,7 @@ from baselines.l2 import DEFAULT_LAMBDA, PenaltyOptions
 from harness.atomic import atomic_dir
 from harness.checkpoint import Checkpoint
 from harness.keys import content_key
-from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec
+from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec, only_run
 from harness.train.hooks import TrainContext
 from harness.train.lora import lora_modules
 
@@ -111,5 +111,4 @@ class EWC:
                         regularizer=PluginRef("ewc", self.options.model_dump(mode="json", by_alias=True)))]
 
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint:
-        (checkpoint,) = checkpoints
-        return checkpoint
+        return only_run(checkpoints, "ewc")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import ConfigDict, Field
 
 from harness.checkpoint import Checkpoint
-from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec
+from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec, only_run
 from harness.train.hooks import TrainContext
 from harness.train.lora import lora_modules
 
@@ -65,5 +65,4 @@ class L2:
                         regularizer=PluginRef("delta_l2", {"lambda": self.options.lambda_}))]
 
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint:
-        (checkpoint,) = checkpoints
-        return checkpoint
+        return only_run(checkpoints, "l2")

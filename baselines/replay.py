@@ -12,7 +12,7 @@ from pydantic import Field
 from baselines.ewc import DEFAULT_CORPUS
 from harness.checkpoint import Checkpoint
 from harness.data.records import TrainRecord
-from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec
+from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec, only_run
 from harness.train.hooks import TrainContext
 
 
@@ -53,5 +53,4 @@ class Replay:
                         data_transform=PluginRef("replay_mix", self.options.model_dump(mode="json")))]
 
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint:
-        (checkpoint,) = checkpoints
-        return checkpoint
+        return only_run(checkpoints, "replay")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from harness.checkpoint import Checkpoint
-from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec
+from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec, only_run
 
 
 class VanillaOptions(MethodOptions):
@@ -24,6 +24,4 @@ class Vanilla:
         return [RunSpec(name="main", seed=ctx.seed)]
 
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint:
-        if len(checkpoints) != 1:
-            raise ValueError(f"vanilla plans one run but got {len(checkpoints)} checkpoints")
-        return checkpoints[0]
+        return only_run(checkpoints, "vanilla")

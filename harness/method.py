@@ -115,3 +115,10 @@ def run_spec_from_dict(data: dict[str, Any]) -> RunSpec:
                    init_seed=data["init_seed"], training_overrides=data["training_overrides"],
                    data_transform=ref(data["data_transform"]), regularizer=ref(data["regularizer"]),
                    auxiliary_loss=ref(data["auxiliary_loss"]), adapter=ref(data["adapter"]) or PluginRef("lora"))
+
+
+def only_run(checkpoints: Sequence[Checkpoint], method: str) -> Checkpoint:
+    """The combine of single-run methods: the run's checkpoint, as it is."""
+    if len(checkpoints) != 1:
+        raise ValueError(f"{method} plans one run but got {len(checkpoints)} checkpoints")
+    return checkpoints[0]

@@ -25,7 +25,7 @@ from harness.data.formats import FORMATS, RowError, detect_format
 from harness.data.loading import DATA_SUFFIXES, read_file_rows
 from harness.data.records import InstructionRecord
 from harness.errors import UserError
-from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec
+from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec, only_run
 from harness.sources import classify
 
 logger = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ class Deita:
         return [RunSpec(name="main", seed=ctx.seed, indices=tuple(kept))]
 
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint:
-        if len(checkpoints) != 1:
-            raise ValueError(f"deita plans one run but got {len(checkpoints)} checkpoints")
-        return checkpoints[0]
+        return only_run(checkpoints, "deita")
 
     def score_columns(self, records: list[InstructionRecord], ctx: PlanContext) -> dict[str, list[float]]:
         """Every score this configuration uses, by name, one value per record."""

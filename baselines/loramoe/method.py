@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from harness.checkpoint import Checkpoint
 from harness.errors import UserError
-from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec
+from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec, only_run
 
 TaskLabel = Literal["knowledge", "task"]
 
@@ -76,6 +76,4 @@ class LoraMoE:
         return [RunSpec(name="main", seed=ctx.seed, adapter=adapter, auxiliary_loss=balance)]
 
     def combine(self, checkpoints: Sequence[Checkpoint], ctx: CombineContext) -> Checkpoint:
-        if len(checkpoints) != 1:
-            raise ValueError(f"loramoe plans one run but got {len(checkpoints)} checkpoints")
-        return checkpoints[0]
+        return only_run(checkpoints, "loramoe")
