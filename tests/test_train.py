@@ -181,7 +181,7 @@ def test_cli_unknown_method(tmp_path):
 
 def test_killed_run_resumes_to_the_same_adapter(tmp_path):
     resolve_builtin(TINY)
-    exp = write_experiment(tmp_path, max_steps=40, save_steps=5, batch_size=16, micro_batch_size=2)
+    exp = write_experiment(tmp_path, max_steps=16, save_steps=4, batch_size=16, micro_batch_size=2)
     reference = run_atax("train", "--config", exp, "--method", "vanilla", "--quiet",
                          "--results", str(tmp_path / "reference"))
     assert reference.returncode == 0, reference.stderr
@@ -204,7 +204,7 @@ def test_killed_run_resumes_to_the_same_adapter(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     (done,) = list(runs.glob("*/checkpoint.json"))
     manifest = json.loads(done.read_text())
-    assert manifest["metrics"]["resumed_from_step"] >= 5
+    assert manifest["metrics"]["resumed_from_step"] >= 4
     assert not list(runs.glob(".*.resume"))  # the intermediate state is gone once complete
     (ref,) = list((tmp_path / "reference" / "runs").glob("*/checkpoint.json"))
     expected, got = adapter_weights(ref.parent), adapter_weights(done.parent)

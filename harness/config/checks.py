@@ -86,7 +86,7 @@ def _check_plugin(entry: PluginEntry, reg: registry.Registry[Any], loc: Loc, imp
             raise ConfigError(loc + ("options",), f"'{entry.name}' takes no options")
         return
     if entry.name not in reg:
-        known = ", ".join(sorted([*implicit, *reg.names()])) or "none installed"
+        known = ", ".join(sorted({*implicit, *reg.names()})) or "none installed"
         raise ConfigError(loc + ("name",), f"unknown {reg.kind} '{entry.name}'; known: {known}")
     plugin = reg.get(entry.name)
     options_model: type[BaseModel] | None = getattr(plugin, "Options", None)

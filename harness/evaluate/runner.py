@@ -114,7 +114,10 @@ def pick_backend(name: str, kind: str | None = None) -> str:
         return "hf"
     import torch
 
-    return "vllm" if torch.cuda.is_available() and "vllm" in registry.backends else "hf"
+    import importlib.util
+
+    vllm_installed = "vllm" in registry.backends and importlib.util.find_spec("vllm") is not None
+    return "vllm" if torch.cuda.is_available() and vllm_installed else "hf"
 
 
 def validate_options(plugin: Any, options: dict[str, Any], what: str) -> BaseModel:

@@ -19,10 +19,13 @@ def write_report(experiment: Experiment, results_dir: Path) -> dict[str, Any]:
 
     reference = "vanilla" if any(m.row_name == "vanilla" for m in experiment.methods) else None
     out = Path(results_dir) / "report"
+    if not experiment.suites:
+        write_text_atomic(out / "table.md", "(no evaluation suite in this experiment: nothing to tabulate)\n")
+        return {"table": str(out / "table.md")}
     page = write_page(results_dir, out, ReportOptions(experiment=experiment.name, reference_method=reference,
                                                       title=f"atax — {experiment.name}"))
     with ResultsStore.open(results_dir) as store:
         tables = build_tables(store, TableOptions(experiment=experiment.name, reference_method=reference))
-    text = "\n\n".join(render(t, "md") for t in tables) or "(no evaluation suite in this experiment: nothing to tabulate)"
+    text = "\n\n".join(render(t, "md") for t in tables)
     write_text_atomic(out / "table.md", text + "\n")
     return {"page": str(page.index), "table": str(out / "table.md"), "notes": page.notes}

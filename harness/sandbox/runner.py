@@ -90,7 +90,10 @@ def run_program(code: str, *, timeout_s: float = 10.0, limits: Limits | None = N
                 returncode, cpu_s = _kill_group_and_reap(proc, timed_out)
             duration_s = time.monotonic() - start
         status_text = (root / "status").read_text(errors="replace")
-        if timed_out or cpu_s >= limits.cpu_limit_s(timeout_s) - 0.05:
+        # The CPU limit shows as SIGXCPU (directly, or as 128 + signo through `unshare --fork`); CPU
+        # accounting alone can come out just short of the limit on a loaded machine.
+        cpu_killed = returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
+        if timed_out or cpu_killed or cpu_s >= limits.cpu_limit_s(timeout_s) - 0.05:
             verdict: Status = "timeout"
         elif returncode == 0 and token in status_text:
             verdict = "passed"

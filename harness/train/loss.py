@@ -22,7 +22,7 @@ def summed_token_loss(model: Any, batch: MicroBatch, device: torch.device) -> to
     padding): with a large vocabulary the head and its softmax are a big share of the work.
     """
     targets = batch.targets.to(device)
-    causal_lm = _plain_causal_lm(model)
+    causal_lm = plain_causal_lm(model)
     if causal_lm is None:
         logits = model(**batch.model_inputs(device), use_cache=False).logits
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
@@ -33,7 +33,7 @@ def summed_token_loss(model: Any, batch: MicroBatch, device: torch.device) -> to
     return F.cross_entropy(logits.float(), targets[keep], reduction="sum")
 
 
-def _plain_causal_lm(model: Any) -> Any:
+def plain_causal_lm(model: Any) -> Any:
     """The *ForCausalLM under a peft wrapper whose logits are just head(hidden), else None."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = getattr(inner, "config", None)
