@@ -61,7 +61,7 @@ DELETE = object()
 MALFORMED = [
     ("unknown top-level key", mutated(epochs=3),
      "epochs: unknown key; allowed: name, base_model, data, training, methods, suites, seeds, backend, "
-     "executor, results_dir"),
+     "executor, results_dir, sweep"),
     ("unknown nested key", mutated(training__lr=0.1),
      "training.lr: unknown key; allowed: lora, optimizer, scheduler, batch_size, micro_batch_size, "
      "max_seq_len, epochs, max_steps, template, loss_on, batching, max_grad_norm, validation_fraction, "

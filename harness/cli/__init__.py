@@ -10,6 +10,7 @@ import sys
 import typer
 
 from harness.cli import (
+    analyze_cmd,
     compare_cmd,
     config_cmd,
     data_cmd,
@@ -21,6 +22,7 @@ from harness.cli import (
     merge_cmd,
     report_cmd,
     run_cmd,
+    serve_cmd,
     table_cmd,
     train_cmd,
 )
@@ -46,8 +48,10 @@ app.command("status")(run_cmd.status)
 app.command("table")(table_cmd.table)
 app.command("compare")(compare_cmd.compare)
 app.command("report")(report_cmd.report)
+app.command("serve")(serve_cmd.serve)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(analyze_cmd.app, name="analyze")
 
 
 def main() -> None:

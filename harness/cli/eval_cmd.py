@@ -37,6 +37,15 @@ def eval_(
     dtype: str | None = typer.Option(None, "--dtype", help="auto, float32, bfloat16 or float16."),
     max_gen_toks: int | None = typer.Option(None, "--max-gen-toks",
                                             help="Cap generated tokens (quick CPU runs; changes scores)."),
+    judge_url: str | None = typer.Option(None, "--judge-url", help=(
+        "Judged suites: OpenAI-compatible API base of the judge, e.g. http://127.0.0.1:8000/v1.")),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="Judged suites: the judge's model name."),
+    questions: str | None = typer.Option(None, "--questions", help=(
+        "Judged suites: FastChat question.jsonl (or its directory) or a hub dataset id.")),
+    judge_prompts: Path | None = typer.Option(None, "--judge-prompts", help=(
+        "Judged suites: FastChat judge_prompts.jsonl (official MT-bench prompts).")),
+    judge_repeats: int | None = typer.Option(None, "--judge-repeats", help=(
+        "Judged suites: judge each answer N times and keep the median.")),
     option: list[str] = typer.Option([], "--option", "-o", help="Another suite option, KEY=VALUE (repeatable)."),
     results: Path = typer.Option(Path("atax-results"), "--results", help="Results directory (SQLite store)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse this model's cached responses."),
@@ -50,7 +59,8 @@ def eval_(
 
     suite_options = _given({"benchmarks": benchmarks, "limit": limit, "data_dir": data_dir,
                             "allow_code_execution": True if allow_code_execution else None,
-                            "max_gen_toks": max_gen_toks})
+                            "max_gen_toks": max_gen_toks, "judge_url": judge_url, "judge_model": judge_model,
+                            "questions": questions, "judge_prompts": judge_prompts, "judge_repeats": judge_repeats})
     suite_options.update(_parse_options(option))
     backend_options = _given({"batch_size": _batch_size(batch_size), "dtype": dtype, "answers": answers})
     request = EvalRequest(target, suite, suite_options, backend, backend_options, results, cache)
@@ -117,7 +127,9 @@ def _print_table(results: list[Any]) -> None:
     for result in results:
         values = result.values()
         others = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if k != result.primary)
-        table.add_row(result.benchmark, result.primary, f"{values[result.primary]:.4f}", str(result.n), others)
+        # A judged suite whose judge gave no usable rating has no primary value (missing, never 0).
+        value = f"{values[result.primary]:.4f}" if result.primary in values else "–"
+        table.add_row(result.benchmark, result.primary, value, str(result.n), others)
     Console().print(table)
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
+from harness.config.yaml_source import ConfigError
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -134,6 +136,57 @@ class ExecutorEntry(PluginEntry):
     name: str = Field("local", min_length=1, description="Where jobs run: local, ray, slurm.")
 
 
+class SweepConfig(Strict):
+    """The data-size sweep: every method is trained once per data size (the DTM paper's Figures 1-3)."""
+
+    data_fraction: list[float] | None = Field(
+        None, description="Fractions in (0, 1] of the experiment's data (after data.data_fraction and "
+                          "data.max_samples), ascending; one row per method and fraction, e.g. vanilla@0.25. "
+                          "Subsets are nested: each larger one contains the smaller ones (data.seed).")
+    max_samples: list[int] | None = Field(
+        None, description="Or absolute sample counts, ascending (at most data.max_samples); rows vanilla@400, ...")
+
+    @field_validator("data_fraction")
+    @classmethod
+    def _fractions(cls, values: list[float] | None) -> list[float] | None:
+        if values is not None:
+            for value in values:
+                if not 0 < value <= 1:
+                    raise ValueError(f"{value:g} is outside (0, 1]; give fractions of the data in (0, 1]")
+            _ascending(values)
+        return values
+
+    @field_validator("max_samples")
+    @classmethod
+    def _counts(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None:
+            for value in values:
+                if value < 1:
+                    raise ValueError(f"{value} is not a sample count; give counts >= 1")
+            _ascending(values)
+        return values
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SweepConfig:
+        if (self.data_fraction is None) == (self.max_samples is None):
+            raise ValueError("give exactly one of data_fraction or max_samples (a non-empty ascending list)")
+        return self
+
+    @property
+    def points(self) -> list[float] | list[int]:
+        return list(self.data_fraction if self.data_fraction is not None else self.max_samples or [])
+
+
+def _ascending(values: list[Any]) -> None:
+    if not values:
+        raise ValueError("must not be empty")
+    for before, after in zip(values[:-1], values[1:], strict=True):
+        if after == before:
+            raise ValueError(f"{after:g} is listed twice")
+        if after < before:
+            raise ValueError(f"must be in ascending order ({after:g} comes after {before:g})")
+
+
 class Experiment(Strict):
     name: str = Field(min_length=1, description="Experiment name (used in the results store).")
     base_model: BaseModelConfig
@@ -146,6 +199,8 @@ class Experiment(Strict):
     executor: ExecutorEntry = Field(default_factory=ExecutorEntry)
     results_dir: Path = Field(Path("atax-results"),
                               description="Results store and reports; relative to the experiment file.")
+    sweep: SweepConfig | None = Field(None, description="Data-size sweep: train every method at each data "
+                                                        "size (rows method@size) for the alignment-tax curve.")
 
     @field_validator("seeds")
     @classmethod
@@ -154,3 +209,18 @@ class Experiment(Strict):
         if duplicates:
             raise ValueError(f"seed {duplicates[0]} is listed twice")
         return seeds
+
+    @model_validator(mode="after")
+    def _sweep_fits(self) -> Experiment:
+        # ConfigError, not ValueError: pydantic passes it through unchanged, with the path of the field
+        # to fix (a model-level ValueError would point at the top of the file).
+        if self.sweep is None:
+            return self
+        if self.training.validation_fraction > 0:
+            raise ConfigError(("sweep",), "needs training.validation_fraction: 0 (the held-out part is drawn "
+                                          "from each subset, so the sweep's subsets would not be nested)")
+        cap = self.data.max_samples
+        if self.sweep.max_samples and cap is not None and self.sweep.max_samples[-1] > cap:
+            raise ConfigError(("sweep", "max_samples"), f"{self.sweep.max_samples[-1]} is more than "
+                                                        f"data.max_samples ({cap}); raise or drop data.max_samples")
+        return self

@@ -112,9 +112,9 @@ def pick_backend(name: str, kind: str | None = None) -> str:
         return name
     if kind in HF_ONLY_KINDS:
         return "hf"
-    import torch
-
     import importlib.util
+
+    import torch
 
     vllm_installed = "vllm" in registry.backends and importlib.util.find_spec("vllm") is not None
     return "vllm" if torch.cuda.is_available() and vllm_installed else "hf"

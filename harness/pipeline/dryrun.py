@@ -30,19 +30,21 @@ class Line:
 
 def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
             only: set[str] | None = None) -> tuple[list[Line], str]:
+    from harness.analyze.sweep import selected, sweep_rows
     from harness.train.runner import build_method
 
     common = {"experiment": str(experiment_path), "results_dir": str(results_dir)}
     lines: list[Line] = []
     train_runs = 0
-    for entry in experiment.methods:
-        if only is not None and entry.row_name not in only and entry.name not in only:
+    for row in sweep_rows(experiment):  # the methods, or each method at each data size of a sweep
+        if not selected(row, only):
             continue
+        entry = row.entry
         method = build_method(entry)
         runs = getattr(method, "planned_runs", lambda: 1)()
         variants = getattr(method, "planned_variants", lambda: 1)()
         for seed in experiment.seeds:
-            plan = plan_job(experiment, entry, seed, common)
+            plan = plan_job(row.experiment, entry, seed, common)
             planned = outputs_of(results_dir, plan.key)
             lines.append(Line("plan", plan.label, planned is not None))
             for i in range(runs):

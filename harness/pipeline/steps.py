@@ -21,8 +21,13 @@ from harness.pipeline.jobs import Job
 STEPS_VERSION = "1"
 
 
-def method_entry(experiment: Experiment, row: str) -> MethodEntry:
-    return next(m for m in experiment.methods if m.row_name == row)
+def method_entry(experiment: Experiment, row: str) -> tuple[Experiment, MethodEntry]:
+    """Row `row`'s entry and the experiment as it trains (a sweep row, e.g. vanilla@0.25, has its data
+    size applied)."""
+    from harness.analyze.sweep import find_row
+
+    found = find_row(experiment, row)
+    return found.experiment, found.entry
 
 
 def load(job: Job) -> tuple[Experiment, Path]:
@@ -38,7 +43,7 @@ def _plan(job: Job) -> dict[str, Any]:
     from harness.train.runner import method_data, plan_method, train_job
 
     experiment, results = load(job)
-    entry, seed = method_entry(experiment, job.spec["method"]), job.spec["seed"]
+    (experiment, entry), seed = method_entry(experiment, job.spec["method"]), job.spec["seed"]
     data = method_data(experiment)
     specs = plan_method(experiment, entry, seed, results, data)
     keys = [train_job(experiment, entry, seed, results, data, spec).run_key for spec in specs]
@@ -46,12 +51,16 @@ def _plan(job: Job) -> dict[str, Any]:
 
 
 def _train_jobs(job: Job, outputs: dict[str, Any]) -> tuple[list[Any], list[Any], Any]:
+    from harness.analyze.sweep import find_row, sweep_provenance
     from harness.train.runner import method_data, train_job
 
     experiment, results = load(job)
-    entry, seed = method_entry(experiment, job.spec["method"]), job.spec["seed"]
+    row, seed = find_row(experiment, job.spec["method"]), job.spec["seed"]
+    experiment, entry = row.experiment, row.entry
     data = method_data(experiment)
     jobs = [train_job(experiment, entry, seed, results, data, run_spec_from_dict(s)) for s in outputs["specs"]]
+    for train_job_ in jobs:  # a sweep row's manifests say which data size they were trained on
+        train_job_.provenance.update(sweep_provenance(row, len(data.records)))
     return jobs, [experiment, entry, seed, results], data
 
 
@@ -97,10 +106,16 @@ def _eval(job: Job) -> dict[str, Any]:
 
 
 def _report(job: Job) -> dict[str, Any]:
+    from harness.analyze.sweep import report_experiment
     from harness.pipeline.report import write_report
 
     experiment, results = load(job)
-    return write_report(experiment, results)
+    outputs = write_report(report_experiment(experiment), results)
+    if experiment.sweep is not None:
+        from harness.analyze.sweep_figure import write_sweep_figure
+
+        outputs["sweep"] = write_sweep_figure(experiment, results, results / "report")
+    return outputs
 
 
 # ---- building and expanding the DAG --------------------------------------------------------
@@ -132,9 +147,11 @@ def eval_jobs(experiment: Experiment, target: str, target_key: str, row: str, se
 
 
 def initial_jobs(experiment: Experiment, common: dict[str, Any], only: set[str] | None = None) -> list[Job]:
-    """Plan jobs for every method x seed, and the base model's evals (the reference row)."""
-    jobs = [plan_job(experiment, entry, seed, common) for entry in experiment.methods
-            if only is None or entry.row_name in only or entry.name in only for seed in experiment.seeds]
+    """Plan jobs for every method (each sweep row) x seed, and the base model's evals (the reference row)."""
+    from harness.analyze.sweep import selected, sweep_rows
+
+    jobs = [plan_job(row.experiment, row.entry, seed, common) for row in sweep_rows(experiment)
+            if selected(row, only) for seed in experiment.seeds]
     base = experiment.base_model
     jobs += eval_jobs(experiment, base.id, content_key({"base": base.model_dump(mode="json")}), "base", None, (),
                       common)

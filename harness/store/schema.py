@@ -128,7 +128,40 @@ def _create_v1(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V1_DDL)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_create_v1,)
+# v2: LLM-judge suites. A judgment is cached by what was asked (judge model + hash of the exact
+# request) so an interrupted or repeated run never pays for the same answer twice; `score` is NULL
+# when the judge's text holds no usable rating (counted as missing, never as 0). Generations are
+# the model's answers, reused across runs with the same target and generation parameters.
+_V2_DDL = """
+CREATE TABLE judgments (
+    judge_model  TEXT NOT NULL,
+    prompt_hash  TEXT NOT NULL,
+    repeat_index INTEGER NOT NULL DEFAULT 0,
+    prompt       TEXT NOT NULL,
+    response     TEXT NOT NULL,
+    score        REAL,
+    created_at   TEXT NOT NULL,
+    PRIMARY KEY (judge_model, prompt_hash, repeat_index)
+);
+
+CREATE TABLE generations (
+    target_key  TEXT NOT NULL,
+    suite       TEXT NOT NULL,
+    question_id TEXT NOT NULL,
+    turn        INTEGER NOT NULL,
+    params_hash TEXT NOT NULL,
+    text        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (target_key, suite, question_id, turn, params_hash)
+);
+"""
+
+
+def _add_judgments_v2(conn: sqlite3.Connection) -> None:
+    _execute_script(conn, _V2_DDL)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_judgments_v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,0 +1,62 @@
+"""`atax serve CHECKPOINT_OR_MODEL --port P`: an OpenAI-compatible chat-completions server on
+loopback, from the `hf` backend (a local LLM judge for CPU runs; on a GPU use `vllm serve`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+
+import typer
+
+from harness.errors import UserError
+
+
+def serve(
+    target: str = typer.Argument(..., metavar="CHECKPOINT_OR_MODEL", help=(
+        "atax checkpoint directory, Hugging Face model directory, hub id or builtin:tiny-llama.")),
+    port: int = typer.Option(8000, "--port", help="TCP port (0: any free port, printed at start)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; loopback unless you mean otherwise."),
+    served_model_name: str | None = typer.Option(None, "--served-model-name", help=(
+        "Model name clients must send (default: CHECKPOINT_OR_MODEL as given, as vllm serve does).")),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="ATAX_SERVE_API_KEY", help=(
+        "Require 'Authorization: Bearer KEY' (or set $ATAX_SERVE_API_KEY, which keeps it out of `ps`).")),
+    max_tokens: int = typer.Option(512, "--max-tokens", min=1, help="Upper limit on max_tokens of a request."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    device: str | None = typer.Option(None, "--device", help="torch device (default: cuda if available, else cpu)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-request log lines."),
+) -> None:
+    """Serve CHECKPOINT_OR_MODEL at http://HOST:PORT/v1 (chat completions) until interrupted."""
+    from harness.evaluate.backends.hf import HFBackend
+    from harness.evaluate.chat_server import ChatModel, ChatServer
+    from harness.evaluate.runner import validate_options
+    from harness.evaluate.target import resolve_target
+
+    options = validate_options(HFBackend, {"dtype": dtype, "device": device, "batch_size": 1}, "atax serve")
+    if not _is_loopback(host) and not api_key:
+        sys.stderr.write(f"warning: serving on {host} without --api-key: anyone who reaches it can use the model\n")
+    model = HFBackend().make_lm(resolve_target(target), options, {})
+    try:
+        server = ChatServer((host, port), ChatModel(model, served_model_name or target, max_tokens), api_key, quiet)
+    except OSError as exc:
+        raise UserError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                        "choose another port") from None
+    bound = server.server_address[1]
+    # stdout carries this one line so scripts can read the URL (and the port, with --port 0).
+    sys.stdout.write(f"serving '{served_model_name or target}' at http://{host}:{bound}/v1\n")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

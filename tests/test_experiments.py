@@ -1,0 +1,43 @@
+"""Every shipped experiment file and `atax init`'s example validate; the paper experiment's dry run
+lists every job offline, without touching a GPU or the hub."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run_atax
+
+from harness.cli.init import example_experiment_text
+from harness.config import load_experiment
+
+EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").glob("*.yaml"))
+
+
+def test_the_shipped_experiments_are_there():
+    assert {p.name for p in EXPERIMENTS} >= {"quickstart.yaml", "paper_llama2_7b.yaml", "paper_ablations.yaml"}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.name for p in EXPERIMENTS])
+def test_shipped_experiment_validates(path):
+    experiment = load_experiment(path)
+    assert experiment.methods and experiment.seeds
+
+
+def test_init_example_validates(tmp_path):
+    (tmp_path / "exp.yaml").write_text(example_experiment_text())
+    assert len(load_experiment(tmp_path / "exp.yaml").methods) == 10
+
+
+def test_paper_dry_run_lists_every_job_offline(tmp_path):
+    paper = Path(__file__).parent.parent / "experiments" / "paper_llama2_7b.yaml"
+    result = run_atax("run", str(paper), "--dry-run", "--results", str(tmp_path / "res"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for method in ("vanilla", "l2", "ewc", "replay", "uniform_soup", "loramoe", "deita", "dtm", "data_order_merge",
+                   "scaled_vanilla"):
+        assert f"pending  plan     plan {method} seed 0" in lines
+    assert "pending  train    train dtm seed 0 run 4/4" in lines
+    assert "pending  eval     eval base on mt_bench" in lines
+    assert "GPU-hours" in lines[-1] and "7.0B model" in lines[-1]
+    assert not (tmp_path / "res" / "runs").exists()  # nothing was trained
