@@ -9,64 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
+
+from harness.evaluate.local_judge import served
+from suites.judged.toy_questions import QUESTIONS, REFERENCES, VICUNA, VICUNA_REFERENCES, write_bench  # noqa: F401
 
 # Loopback traffic must never go through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-QUESTIONS: list[dict[str, Any]] = [
-    {"question_id": 1, "category": "writing", "turns": ["<<q1>> Describe a quiet harbour town at dawn.",
-                                                        "Rewrite it as a four-line poem."]},
-    {"question_id": 2, "category": "math", "turns": ["<<q2>> What is 17 plus 25?", "Now double that."]},
-    {"question_id": 3, "category": "coding", "turns": ["<<q3>> Write a Python function that sums a list.",
-                                                       "Make it skip None values."]},
-    {"question_id": 4, "category": "stem", "turns": ["<<q4>> Why does ice float on water?",
-                                                     "Explain it to a ten-year-old."]},
-    {"question_id": 5, "category": "reasoning", "turns": ["<<q5>> Ann is taller than Bo; Bo is taller than Cy. "
-                                                          "Who is shortest?", "Who is tallest?"]},
-    {"question_id": 6, "category": "roleplay", "turns": ["<<q6>> Pretend to be a ship's cook greeting the crew.",
-                                                         "Now complain about the weather."]},
-]
-# Reference answers in FastChat's model-answer format (math, reasoning, coding need them).
-REFERENCES: dict[int, list[str]] = {2: ["42", "84"], 3: ["def total(xs):\n    return sum(xs)",
-                                                         "def total(xs):\n    return sum(x for x in xs if x is not None)"],
-                                    5: ["Cy", "Ann"]}
-VICUNA: list[dict[str, Any]] = [
-    {"question_id": 1, "category": "generic", "turns": ["<<v1>> How can I keep a tidy desk?"]},
-    {"question_id": 2, "category": "knowledge", "turns": ["<<v2>> What causes ocean tides?"]},
-    {"question_id": 3, "category": "math", "turns": ["<<v3>> What is 9 squared?"]},
-    {"question_id": 4, "category": "fermi", "turns": ["<<v4>> How many grains of rice fit in a cup?"]},
-]
-VICUNA_REFERENCES: dict[int, list[str]] = {3: ["81"]}
-
-
-def write_bench(directory: Path, questions: list[dict[str, Any]], references: dict[int, list[str]]) -> Path:
-    """FastChat's layout: `question.jsonl` and `reference_answer/gpt-4.jsonl`; returns the question file."""
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "question.jsonl"
-    path.write_text("".join(json.dumps(q) + "\n" for q in questions), encoding="utf-8")
-    (directory / "reference_answer").mkdir(exist_ok=True)
-    (directory / "reference_answer" / "gpt-4.jsonl").write_text("".join(
-        json.dumps({"question_id": qid, "answer_id": f"ref{qid}", "model_id": "gpt-4",
-                    "choices": [{"index": 0, "turns": turns}], "tstamp": 0.0}) + "\n"
-        for qid, turns in references.items()), encoding="utf-8")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from harness.evaluate.local_judge import free_port  # noqa: E402,F401
 
 
 class ScriptedJudge:
@@ -134,30 +90,8 @@ def marker_of(messages: list[dict[str, str]]) -> str | None:
 @contextlib.contextmanager
 def atax_serve(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120) -> Iterator[str]:
     """Run `atax serve builtin:tiny-llama --port P ARGS` and yield its API base once /health answers."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "serve", "builtin:tiny-llama", "--port", str(port),
-                             "--quiet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"atax serve exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
-            with contextlib.suppress(OSError):
-                with _OPENER.open(f"{base}/health", timeout=2):
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError("atax serve did not answer in time")
-            time.sleep(0.2)
-        yield f"{base}/v1"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with served("builtin:tiny-llama", *args, env=env, timeout_s=timeout_s) as url:
+        yield url
 
 
 def server_stats(api_base: str) -> dict[str, Any]:

@@ -80,7 +80,8 @@ def record(request: EvalRequest, target: EvalTarget, backend: str, backend_optio
         store.add_checkpoint(target.key, str(target.path or target.ref), target.kind, target.content_hash,
                              target.provenance)
         for result in results:
-            meta = {**result.meta, "backend": backend, "backend_options": backend_options,
+            meta = {**result.meta, "primary_metric": result.primary, "backend": backend,
+                    "backend_options": backend_options,
                     "batch_size": backend_options.get("batch_size"),
                     "target": {"ref": target.ref, "kind": target.kind, "model": target.model,
                                "adapter": str(target.adapter) if target.adapter else None,

@@ -40,7 +40,9 @@ class RunRef:
         return f"{self.row}" + (f" seed {self.seed}" if self.seed is not None else "")
 
 
-def _primary(rows: list[ScoreRow]) -> ScoreRow:
+def _primary(rows: list[ScoreRow]) -> ScoreRow | None:
+    """The run's primary score; None when the run declares a primary metric it has no value for
+    (e.g. a judged suite whose every judgment was unusable): such a run has no cell to show."""
     flagged = [r for r in rows if r.meta.get("primary") is True]
     if flagged:
         return flagged[0]
@@ -48,6 +50,8 @@ def _primary(rows: list[ScoreRow]) -> ScoreRow:
     by_metric = {r.metric: r for r in rows}
     if named in by_metric:
         return by_metric[named]
+    if named is not None:
+        return None
     for metric in _PREFERRED_METRICS:
         if metric in by_metric:
             return by_metric[metric]
@@ -63,6 +67,8 @@ def primary_runs(store: ResultsStore, *, experiment: str | None = None,
     runs = []
     for eval_id, rows in sorted(by_eval.items()):
         p = _primary(rows)
+        if p is None:
+            continue
         runs.append(RunRef(eval_id, p.method or p.checkpoint, p.checkpoint, p.seed, p.suite, p.benchmark,
                            p.metric, p.value, p.stderr, p.n, p.experiment, p.run_meta))
     return runs

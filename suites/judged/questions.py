@@ -47,6 +47,10 @@ class QuestionSet:
 
 def load_questions(ref: str, base_dir: Path | None = None, what: str = "questions") -> QuestionSet:
     """Questions from a local file or FastChat directory, or from a hub dataset id."""
+    from suites.judged.toy_questions import TOY_BENCHES, toy_questions_dir
+
+    if ref in TOY_BENCHES:
+        ref = str(toy_questions_dir(ref))
     source = classify(ref, base_dir or Path.cwd())
     if source.kind == "local":
         assert source.path is not None

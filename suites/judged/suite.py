@@ -8,12 +8,14 @@ run resumes without paying twice) and scores. One benchmark per suite, named aft
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from harness.errors import UserError
 from harness.evaluate.protocols import BenchmarkResult, PluginOptions, SuiteContext
@@ -46,7 +48,11 @@ class JudgedOptions(PluginOptions):
     reference_answers: Path | None = Field(None, description=(
         "FastChat reference answers (reference_answer/gpt-4.jsonl); default: the one beside a local question "
         "file, else each question's own 'reference'."))
-    judge_url: str = Field(description="OpenAI-compatible API base of the judge, e.g. http://127.0.0.1:8000/v1.")
+    judge_url: str | None = Field(None, description="OpenAI-compatible API base of the judge, "
+                                                    "e.g. http://127.0.0.1:8000/v1.")
+    judge_serve: str | None = Field(None, description=(
+        "Instead of judge_url: a model (hub id, directory, checkpoint or builtin:tiny-llama) that atax serves "
+        "on a free loopback port while judging, under the name judge_model (CPU tests, the quick start)."))
     judge_model: str = Field(min_length=1, description="Model name the judge endpoint serves.")
     judge_api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description=(
         "Environment variable holding the judge's API key (read at run time, never stored; unset = no key)."))
@@ -66,10 +72,16 @@ class JudgedOptions(PluginOptions):
     backoff_s: float = Field(1.0, ge=0, le=60, description="First retry delay in seconds; doubles each retry.")
     seed: int = Field(0, description="Seed for sampled answers (temperature > 0).")
 
+    @model_validator(mode="after")
+    def _one_judge(self) -> JudgedOptions:
+        if (self.judge_url is None) == (self.judge_serve is None):
+            raise ValueError("give exactly one of judge_url (an endpoint) or judge_serve (a model atax serves)")
+        return self
+
     @field_validator("judge_url")
     @classmethod
-    def _url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
+    def _url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError(f"'{url}' is not an http(s) URL; give the API base, e.g. http://127.0.0.1:8000/v1")
         return url
 
@@ -122,8 +134,8 @@ def prepare_judged(suite: str, options: JudgedOptions, ctx: SuiteContext) -> Jud
     return JudgedPlan(suite, options, questions, prompts, meta)
 
 
-def _judge_config(options: JudgedOptions, api_key: str | None) -> JudgeConfig:
-    return JudgeConfig(options.judge_url, options.judge_model, options.judge_api_key_env, api_key, options.timeout_s,
+def _judge_config(options: JudgedOptions, api_key: str | None, url: str | None = None) -> JudgeConfig:
+    return JudgeConfig(url or options.judge_url or "http://127.0.0.1/v1", options.judge_model, options.judge_api_key_env, api_key, options.timeout_s,
                        options.max_retries, options.backoff_s, options.judge_max_tokens, JUDGE_TEMPERATURE)
 
 
@@ -164,7 +176,7 @@ class JudgedPlan:
         ctx.log(f"{self.suite}: {int(values['n_missing'])} of {len(answers[1])} turn-1 judgments had no usable "
                 f"rating (missing, not counted)")
         meta = {**self.meta, "suite_options": options.model_dump(mode="json"), "template": template,
-                "template_source": why, "judge": {"url": options.judge_url, "model": options.judge_model,
+                "template_source": why, "judge": {"url": options.judge_url, "serve": options.judge_serve, "model": options.judge_model,
                                                   "temperature": JUDGE_TEMPERATURE, "max_tokens": options.judge_max_tokens,
                                                   "repeats": options.judge_repeats, "api_key_env": options.judge_api_key_env},
                 "judge_requests_sent": sent, "judgments_reused": len(jobs) - sent,
@@ -187,7 +199,6 @@ class JudgedPlan:
         ctx.log(f"{self.suite}: {len(jobs) - len(todo)} of {len(jobs)} judgments cached; sending {len(todo)} to "
                 f"{options.judge_model} at {options.judge_url}")
         api_key = os.environ.get(options.judge_api_key_env) or None
-        client = JudgeClient(_judge_config(options, api_key))
         done = len(jobs) - len(todo)
         ctx.on_progress(label, done, len(jobs))
 
@@ -200,5 +211,21 @@ class JudgedPlan:
             done += 1
             ctx.on_progress(label, done, len(jobs))
 
-        run_bounded(todo, lambda job: client.complete(job.messages), keep, options.concurrency)
+        if todo:
+            with _judge_endpoint(options) as url:
+                client = JudgeClient(_judge_config(options, api_key, url))
+                run_bounded(todo, lambda job: client.complete(job.messages), keep, options.concurrency)
         return jobs, cached, len(todo)
+
+
+@contextlib.contextmanager
+def _judge_endpoint(options: JudgedOptions) -> Iterator[str]:
+    """The judge's API base: the configured URL, or a local `atax serve` for the duration."""
+    if options.judge_serve is None:
+        yield str(options.judge_url)
+        return
+    from harness.evaluate.local_judge import served
+
+    with served(options.judge_serve, "--served-model-name", options.judge_model,
+                "--max-tokens", str(options.judge_max_tokens)) as url:
+        yield url
