@@ -243,8 +243,20 @@ def test_cli_judge_option_errors_are_one_line_exit_2(benches: dict[str, Path], t
 
 
 def test_missing_judge_options_fail_before_any_model_loads(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="suite 'mt_bench': option 'judge_url': Field required"):
+    with pytest.raises(UserError, match="suite 'mt_bench': .*give exactly one of judge_url \\(an endpoint\\) or "
+                                        "judge_serve"):
         run_eval(EvalRequest(TINY, "mt_bench", {"judge_model": "m"}, "hf", {}, tmp_path))
     with pytest.raises(UserError, match="no questions given; pass --questions"):
         run_eval(EvalRequest(TINY, "vicuna_bench", {"judge_model": "m", "judge_url": "http://127.0.0.1:1/v1"},
                              "hf", {}, tmp_path))
+
+
+def test_judge_serve_starts_a_local_judge_for_the_run(tmp_path: Path) -> None:
+    options = {"questions": "builtin:toy-vicuna-bench", "judge_serve": TINY, "judge_model": "tiny-judge",
+               "max_new_tokens": 4, "judge_max_tokens": 16, "limit": 2}
+    outcome = run_eval(EvalRequest(TINY, "vicuna_bench", options, "hf", {}, tmp_path))
+    (result,) = outcome.results
+    assert len(result.items) == 2
+    with ResultsStore.open(tmp_path) as store:
+        assert count_judgments(store, "tiny-judge") == 2  # both answers were sent to the served judge
+    assert result.meta["judge"]["serve"] == TINY and result.meta["judge_requests_sent"] == 2

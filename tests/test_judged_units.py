@@ -231,6 +231,9 @@ def test_experiment_files_configure_the_judged_suites(tmp_path: Path) -> None:
     loaded = load_experiment(experiment("{questions: data/mt_bench/question.jsonl, judge_url: 'http://127.0.0.1:8000/v1', "
                                         "judge_model: judge, judge_repeats: 3, second_turn: true}"))
     assert loaded.suites[0].options["judge_repeats"] == 3
-    with pytest.raises(UserError, match=r"experiment.yaml:\d+: suites\[0\]\.options\.judge_url: required") as caught:
+    with pytest.raises(UserError, match=r"experiment.yaml:\d+: suites\[0\]\.options\.judge_ur: unknown key") as caught:
         load_experiment(experiment("{judge_ur: 'http://127.0.0.1:8000/v1', judge_model: judge}"))
     assert "\n" not in str(caught.value)
+    with pytest.raises(UserError, match=r"experiment.yaml:\d+: suites\[0\]\.options: give exactly one of judge_url "
+                                        r"\(an endpoint\) or judge_serve \(a model atax serves\)"):
+        load_experiment(experiment("{judge_model: judge}"))
