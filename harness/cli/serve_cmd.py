@@ -4,12 +4,12 @@ loopback, from the `hf` backend (a local LLM judge for CPU runs; on a GPU use `v
 
 from __future__ import annotations
 
-import ipaddress
 import sys
 
 import typer
 
 from harness.errors import UserError
+from harness.evaluate.local_judge import is_loopback
 
 
 def serve(
@@ -33,7 +33,7 @@ def serve(
     from harness.evaluate.target import resolve_target
 
     options = validate_options(HFBackend, {"dtype": dtype, "device": device, "batch_size": 1}, "atax serve")
-    if not _is_loopback(host) and not api_key:
+    if not is_loopback(host) and not api_key:
         sys.stderr.write(f"warning: serving on {host} without --api-key: anyone who reaches it can use the model\n")
     model = HFBackend().make_lm(resolve_target(target), options, {})
     try:
@@ -52,11 +52,3 @@ def serve(
     finally:
         server.server_close()
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

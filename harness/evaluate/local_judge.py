@@ -7,6 +7,7 @@ start, users without an API); tests use it to exercise the real HTTP path.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import subprocess
@@ -19,6 +20,16 @@ from harness.errors import UserError
 
 # Loopback traffic must never go through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (where atax may talk without a key or proxy)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def free_port() -> int:

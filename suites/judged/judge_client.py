@@ -9,7 +9,6 @@ stored record.
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import json
 import time
 import urllib.error
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from harness.errors import UserError
+from harness.evaluate.local_judge import is_loopback
 
 _MAX_DELAY_S = 60.0
 _RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -60,7 +60,7 @@ class JudgeClient:
             raise UserError(f"judge_url: '{config.url}' is not an http(s) URL; give the API base, "
                             "e.g. http://127.0.0.1:8000/v1")
         # Proxies from the environment serve hosted APIs; a loopback judge must never go through one.
-        handlers = [urllib.request.ProxyHandler({})] if _is_loopback(parsed.hostname) else []
+        handlers = [urllib.request.ProxyHandler({})] if is_loopback(parsed.hostname) else []
         self._opener = urllib.request.build_opener(*handlers)
 
     def complete(self, messages: list[dict[str, str]]) -> str:
@@ -151,14 +151,6 @@ def _server_message(raw: bytes) -> str:
         (payload.get("message") if isinstance(payload, dict) else None) or text
     return " ".join(str(message).split())[:200]
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run_bounded(jobs: Iterable[T], work: Callable[[T], Any], on_done: Callable[[T, Any], None],
