@@ -28,6 +28,11 @@ class Checkpoint:
     def kind(self) -> str:
         return str(self.manifest["kind"])
 
+    @property
+    def store_key(self) -> str:
+        """The checkpoint's key in the results store: its run key, else its directory name."""
+        return str(self.manifest.get("run_key") or self.path.name)
+
     @classmethod
     def load(cls, path: Path) -> Checkpoint:
         path = Path(path)

@@ -84,7 +84,7 @@ def _from_checkpoint(checkpoint: Checkpoint) -> EvalTarget:
         raise UserError(f"{checkpoint.path / MANIFEST}: base_model.id is missing; re-create the checkpoint")
     base_model = str(resolve_builtin(base_id)) if is_builtin(base_id) else base_id
     # The training runner records checkpoints under this key, so an eval lands on the same row.
-    key = manifest.get("run_key") or checkpoint.path.name
+    key = checkpoint.store_key
     common: dict[str, Any] = {"revision": base.get("revision"), "path": checkpoint.path, "provenance": manifest}
     content_hash = directory_hash(checkpoint.path)
     kind = checkpoint.kind

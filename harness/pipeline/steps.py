@@ -69,8 +69,7 @@ def _train(job: Job) -> dict[str, Any]:
     from harness.progress import QuietProgress
     from harness.train.engine import train
 
-    experiment, results = load(job)
-    plan = outputs_of(results, job.spec["plan_key"])
+    plan = outputs_of(Path(job.spec["results_dir"]), job.spec["plan_key"])
     assert plan is not None, "train job scheduled before its plan finished"
     jobs, _, _ = _train_jobs(job, plan)
     checkpoint = train(jobs[job.spec["index"]], QuietProgress())
@@ -82,9 +81,8 @@ def _combine(job: Job) -> dict[str, Any]:
     from harness.pipeline.jobs import outputs_of
     from harness.train.runner import combine_method
 
-    _, results = load(job)
-    plan = outputs_of(results, job.spec["plan_key"])
-    assert plan is not None
+    plan = outputs_of(Path(job.spec["results_dir"]), job.spec["plan_key"])
+    assert plan is not None, "combine job scheduled before its plan finished"
     jobs, (experiment, entry, seed, results), data = _train_jobs(job, plan)
     runs = [Checkpoint.load(j.out_dir) for j in jobs]
     finals = combine_method(experiment, entry, seed, results, data, jobs, runs)

@@ -149,8 +149,7 @@ def record_checkpoints(results_dir: Path, experiment: Experiment, runs: list[Che
     with ResultsStore.open(results_dir) as store:
         store.add_experiment(experiment.name, experiment.model_dump_json())
         for checkpoint in {id(c): c for c in [*runs, *finals]}.values():
-            key = checkpoint.manifest.get("run_key") or checkpoint.path.name
-            store.add_checkpoint(key, str(checkpoint.path), checkpoint.kind, directory_hash(checkpoint.path),
+            store.add_checkpoint(checkpoint.store_key, str(checkpoint.path), checkpoint.kind, directory_hash(checkpoint.path),
                                  checkpoint.manifest)
         for run in runs:
             curve_file = run.path / CURVE_FILE
