@@ -71,6 +71,9 @@ def test_training_lowers_loss_and_changes_only_lora(tmp_path):
         assert torch.equal(param, original), f"base weight {name} changed"
     assert checkpoint.manifest["kind"] == "lora"
     assert checkpoint.manifest["metrics"]["steps"] == 25
+    # the default: packed rows with per-sample attention
+    assert checkpoint.manifest["metrics"]["batching"] == "packed"
+    assert checkpoint.manifest["metrics"]["attention"] == "atax_varlen"
 
 
 def test_labels_mask_the_prompt_and_end_with_eos():

@@ -101,24 +101,25 @@ def train_and_measure(base_model: BaseModelConfig, training: TrainingConfig, spl
     from harness.method import RunSpec
     from harness.modeling import load_causal_lm, pick_device
     from harness.paths import cache_dir
-    from harness.train.batching import make_micro_batches, packed_row_length, packing_is_isolated
+    from harness.train.attention import plan_batching
+    from harness.train.batching import make_micro_batches
+    from harness.train.cpu_memory import keep_freed_memory
     from harness.train.hooks import TrainContext, build_hook
     from harness.train.loss import summed_token_loss
     from harness.train.schedule import make_scheduler
 
     progress = progress or QuietProgress()
     device = pick_device()
+    keep_freed_memory(device)
     run = RunSpec(name="loss-dynamics", seed=seed)
     ctx = TrainContext(base_model.id, base_model.revision, training, run, seed, device, tokenizer, cache_dir())
     torch.manual_seed(seed)
     model = load_causal_lm(base_model.id, base_model.revision, base_model.dtype, device)
+    batching = plan_batching(model, training.batching, device, len(tokenizer), training.max_seq_len)
     model = build_hook(registry.adapters, run.adapter, ctx).wrap(model, ctx)
     if training.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    batching = training.batching
-    if batching == "packed" and not packing_is_isolated(model, device, len(tokenizer)):
-        batching = "grouped"  # as in the engine: this model's attention would let packed samples mix
 
     # Each portion is seen once, in a seeded order of its own; the schedule spans every portion.
     plan = []
@@ -133,7 +134,6 @@ def train_and_measure(base_model: BaseModelConfig, training: TrainingConfig, spl
     optimizer = torch.optim.AdamW(trainable, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
     scheduler = make_scheduler(optimizer, training, total)
     micro = training.micro_batch_size or training.batch_size
-    row_length = packed_row_length(model.config.hidden_size, training.max_seq_len)
     pad_id = tokenizer.pad_token_id
 
     def measure(portion: int, step: int, tokens: int) -> Measurement:
@@ -149,7 +149,8 @@ def train_and_measure(base_model: BaseModelConfig, training: TrainingConfig, spl
         for examples in steps:
             n_loss_tokens = max(sum(e.n_loss_tokens for e in examples), 1)
             step_loss = 0.0
-            for batch in make_micro_batches(examples, batching, micro, training.max_seq_len, pad_id, row_length):
+            for batch in make_micro_batches(examples, batching.how, micro, training.max_seq_len, pad_id,
+                                             batching.row_length):
                 summed = summed_token_loss(model, batch, device)
                 (summed / n_loss_tokens).backward()  # per token over the whole step, as in the engine
                 step_loss += float(summed.detach())

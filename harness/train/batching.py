@@ -5,8 +5,9 @@ never predicts the next sample's first), and the step's loss is normalised by th
 number of loss tokens, not per micro-batch. Batching only changes how much compute is wasted.
 
 Packed rows carry `position_ids` that restart at 0 for every sample and no attention mask;
-transformers then builds a block-diagonal causal mask, so samples in a row do not attend to
-each other (checked at start-up by `packing_is_isolated`).
+the training attention (harness.train.attention) attends within each sample only, and
+transformers' own kernels build a block-diagonal causal mask from the same position ids
+(checked at start-up by `packing_is_isolated`). Padding always comes after a row's tokens.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def shifted_targets(example: TokenizedExample) -> list[int]:
 
 
 def packed_row_length(hidden_size: int, max_seq_len: int) -> int:
-    """How long a packed row may grow.
+    """How long a packed row may grow when attention over it is masked (no varlen kernel).
 
-    Without a variable-length attention kernel a row of length L costs ~2*L*h attention work per
+    A row of length L costs ~2*L*h attention work per
     token against ~12*h^2 for the linear layers; rows longer than ~6*h would spend more on
     masked-out attention than packing saves. For 7B models that is never binding (6*4096);
     for the tiny test model it keeps rows short.
@@ -117,16 +118,3 @@ def _packed_batch(rows: Sequence[Sequence[TokenizedExample]], pad_id: int) -> Mi
         # Padding is one more "sample" with its own restarting positions, so it attends only to itself.
         positions[r, start:] = torch.arange(length - start)
     return MicroBatch(ids, targets, positions, None, sum(len(row) for row in rows), real)
-
-
-def packing_is_isolated(model: torch.nn.Module, device: torch.device, vocab_size: int) -> bool:
-    """True when this model's attention keeps packed samples apart (logits equal to unpacked)."""
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randint(3, vocab_size, (1, 7), generator=generator)
-    b = torch.randint(3, vocab_size, (1, 5), generator=generator)
-    with torch.no_grad():
-        alone = model(input_ids=b.to(device), use_cache=False).logits
-        packed = model(input_ids=torch.cat([a, b], dim=1).to(device),
-                       position_ids=torch.cat([torch.arange(7), torch.arange(5)]).unsqueeze(0).to(device),
-                       use_cache=False).logits[:, 7:]
-    return torch.allclose(alone.float(), packed.float(), rtol=1e-3, atol=1e-4)

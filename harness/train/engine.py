@@ -25,14 +25,16 @@ from harness.method import RunSpec
 from harness.modeling import load_causal_lm, load_tokenizer, pick_device
 from harness.paths import cache_dir
 from harness.progress import Progress, QuietProgress
-from harness.train.batching import make_micro_batches, packed_row_length, packing_is_isolated
+from harness.train.attention import plan_batching
+from harness.train.batching import make_micro_batches
+from harness.train.cpu_memory import keep_freed_memory
 from harness.train.hooks import TrainContext, build_hook
 from harness.train.loss import mean_token_loss, summed_token_loss
 from harness.train.resume import TrainState, clear_state, load_state, save_state
 from harness.train.schedule import make_scheduler, step_batches
 
 # Bump when a change to the engine changes what a run produces: it is part of every run key.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: per-sample (varlen) attention, packed rows up to max_seq_len
 CURVE_FILE = "curve.jsonl"
 
 
@@ -56,6 +58,7 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     progress = progress or QuietProgress()
     started = time.monotonic()
     device = pick_device()
+    keep_freed_memory(device)
     training = job.training
     tokenizer = load_tokenizer(job.base_model.id, job.base_model.revision)
     init_seed = job.run.init_seed if job.run.init_seed is not None else job.run.seed
@@ -73,6 +76,7 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
 
     torch.manual_seed(init_seed)
     model = load_causal_lm(job.base_model.id, job.base_model.revision, job.base_model.dtype, device)
+    plan = plan_batching(model, training.batching, device, len(tokenizer), training.max_seq_len)
     adapter = build_hook(registry.adapters, job.run.adapter, ctx)
     model = adapter.wrap(model, ctx)
     if training.gradient_checkpointing:
@@ -81,10 +85,6 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     regularizer = build_hook(registry.regularizers, job.run.regularizer, ctx) if job.run.regularizer else None
     auxiliary = (build_hook(registry.auxiliary_losses, job.run.auxiliary_loss, ctx)
                  if job.run.auxiliary_loss else None)
-    batching = training.batching
-    if batching == "packed" and not packing_is_isolated(model, device, len(tokenizer)):
-        batching = "grouped"  # this model's attention would let packed samples see each other
-
     batches = step_batches(len(data.examples), training, job.run.seed)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=training.optimizer.lr, betas=training.optimizer.betas,
@@ -93,7 +93,6 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     state = load_state(job.out_dir, job.run_key, model, optimizer, scheduler) or TrainState()
     resumed_from = state.step
     micro = training.micro_batch_size or training.batch_size
-    row_length = packed_row_length(model.config.hidden_size, training.max_seq_len)
     pad_id = tokenizer.pad_token_id
 
     model.train()
@@ -103,7 +102,8 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
         examples = [data.examples[i] for i in batches[step]]
         n_loss_tokens = sum(e.n_loss_tokens for e in examples)
         step_loss = 0.0
-        for batch in make_micro_batches(examples, batching, micro, training.max_seq_len, pad_id, row_length):
+        for batch in make_micro_batches(examples, plan.how, micro, training.max_seq_len, pad_id,
+                                        plan.row_length):
             summed = summed_token_loss(model, batch, device)
             loss = summed / max(n_loss_tokens, 1)
             if auxiliary is not None:
@@ -153,7 +153,8 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
         "code_version": {"atax": __version__, "engine": ENGINE_VERSION},
         "metrics": {"final_loss": train_losses[-1] if train_losses else None,
                     "min_loss": min(train_losses) if train_losses else None,
-                    "tokens_seen": state.tokens_seen, "steps": state.step, "batching": batching,
+                    "tokens_seen": state.tokens_seen, "steps": state.step, "batching": plan.how,
+                    "attention": plan.attention,
                     "resumed_from_step": resumed_from,
                     "wall_time_s": round(time.monotonic() - started, 3)},
         "provenance": job.provenance,
