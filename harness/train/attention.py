@@ -46,7 +46,7 @@ def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
     if attention_mask is not None:  # someone else's batch with a mask: honour it
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
-    spans = sample_spans(position_ids, query.shape[0], query.shape[2])
+    spans = _spans_of_this_forward(position_ids, query.shape[0], query.shape[2])
     if spans is None:  # one sample per row: a single batched call
         return causal(query, key, value), None
     rows = []
@@ -56,6 +56,22 @@ def varlen_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value:
         parts = zip(q.split(lengths, dim=2), k.split(lengths, dim=2), v.split(lengths, dim=2), strict=True)
         rows.append(torch.cat([causal(*part) for part in parts], dim=1))  # outputs are [1, length, heads, dim]
     return torch.cat(rows), None
+
+
+_last_spans: tuple[Any, int, list[list[int]] | None] = (None, -1, None)
+
+
+def _spans_of_this_forward(position_ids: torch.Tensor | None, rows: int, length: int) -> list[list[int]] | None:
+    """sample_spans, computed once per forward: every layer gets the same position_ids tensor,
+    and finding the spans costs a device sync."""
+    global _last_spans
+    if position_ids is None:
+        return None
+    tensor, version, spans = _last_spans
+    if tensor is not position_ids or version != position_ids._version:  # _version: bumped by in-place edits
+        spans = sample_spans(position_ids, rows, length)
+        _last_spans = (position_ids, position_ids._version, spans)
+    return spans
 
 
 def sample_spans(position_ids: torch.Tensor | None, rows: int, length: int) -> list[list[int]] | None:
