@@ -88,3 +88,10 @@ def test_the_logit_check_restores_an_attention_that_varlen_does_not_reproduce():
 def test_freed_memory_is_kept_only_on_cpu():
     assert keep_freed_memory(CPU) is True  # glibc Linux, as on CI
     assert keep_freed_memory(torch.device("cuda")) is False
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_the_start_up_checks_pass_in_the_training_dtypes(dtype):
+    model = load_causal_lm(TINY, None, dtype, CPU)
+    plan = plan_batching(model, "packed", CPU, 1000, 1024)
+    assert (plan.how, plan.row_length, plan.attention) == ("packed", 1024, VARLEN)

@@ -125,7 +125,7 @@ def _install_varlen(model: Any, device: torch.device, vocab_size: int, max_seq_l
         except (ValueError, NotImplementedError):  # a model class that takes no custom attention
             return current
         after = model(input_ids=sample, use_cache=False).logits
-    if not torch.allclose(before.float(), after.float(), rtol=1e-3, atol=1e-4):
+    if not same_logits(before, after):
         model.set_attn_implementation(current)  # this model's attention is more than causal SDPA
         return current
     return VARLEN
@@ -141,4 +141,13 @@ def packing_is_isolated(model: Any, device: torch.device, vocab_size: int) -> bo
         packed = model(input_ids=torch.cat([a, b], dim=1).to(device),
                        position_ids=torch.cat([torch.arange(7), torch.arange(5)]).unsqueeze(0).to(device),
                        use_cache=False).logits[:, 7:]
-    return torch.allclose(alone.float(), packed.float(), rtol=1e-3, atol=1e-4)
+    return same_logits(alone, packed)
+
+
+def same_logits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal up to the kernels' rounding: relative to the logits' norm, 1e-3 in float32 and 2e-2
+    in 16-bit floats (two kernels in bf16 differ by ~1e-2). Attention that mixes samples or drops
+    a window differs by ~1 (measured on the tiny model: 0.99)."""
+    tolerance = 1e-3 if a.dtype == torch.float32 else 2e-2
+    a, b = a.float(), b.float()
+    return float((a - b).norm()) <= tolerance * float(a.norm()) + 1e-6
