@@ -9,12 +9,12 @@ reasoning, coding) are graded against a reference answer.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.jsonl import jsonl_objects
 
 # As FastChat's NEED_REF_CATS.
 NEED_REF_CATEGORIES = frozenset({"math", "reasoning", "coding", "arena-hard-200"})
@@ -92,15 +92,9 @@ def load_judge_prompts(path: Path | None, needed: set[str]) -> tuple[dict[str, J
     if not path.is_file():
         raise UserError(f"judge_prompts: {path} not found; give FastChat's judge_prompts.jsonl")
     prompts: dict[str, JudgePrompt] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for line_no, row in jsonl_objects(path, "a JSON object (a FastChat judge prompt)"):
         where = f"{path}:{line_no}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
-        name = row.get("name") if isinstance(row, dict) else None
+        name = row.get("name")
         if name not in _FIELDS:
             continue  # pairwise prompts and others this suite does not use
         if row.get("type") != "single" or row.get("output_format") != OUTPUT_FORMAT:

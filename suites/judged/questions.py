@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.jsonl import jsonl_objects
 from harness.sources import classify
 
 QUESTION_FILE = "question.jsonl"
@@ -58,7 +59,7 @@ def load_questions(ref: str, base_dir: Path | None = None, what: str = "question
         if not path.is_file():
             raise UserError(f"{what}: {path} not found; give FastChat's question.jsonl (or its directory) "
                             "or a hub dataset id")
-        rows = list(_read_jsonl(path))
+        rows = list(jsonl_objects(path))
         where = str(path)
         local_dir = path.parent
     elif source.kind == "hub":
@@ -82,7 +83,7 @@ def load_reference_answers(path: Path) -> dict[str, tuple[str, ...]]:
     if not path.is_file():
         raise UserError(f"reference_answers: {path} not found; give FastChat's reference_answer/gpt-4.jsonl")
     found: dict[str, tuple[str, ...]] = {}
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in jsonl_objects(path):
         where = f"{path}:{line_no}"
         choices = row.get("choices")
         turns = choices[0].get("turns") if isinstance(choices, list) and choices and isinstance(choices[0], dict) \
@@ -124,20 +125,6 @@ def _question(row: dict[str, Any], where: str) -> Question:
 
 def _is_text_list(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
-
-
-def _read_jsonl(path: Path) -> Iterable[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{line_no}: not valid JSON ({exc.msg}); write one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{path}:{line_no}: expected a JSON object")
-            yield line_no, row
 
 
 def _hub_rows(repo: str, what: str) -> list[tuple[int, dict[str, Any]]]:

@@ -10,11 +10,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.errors import UserError
+from harness.jsonl import jsonl_objects
 from suites.knowledge.benchmarks import DATASETS, Dataset
 
 SUFFIXES = (".jsonl", ".parquet")
@@ -121,16 +122,8 @@ def _check_files(dataset: Dataset, directory: Path, problems: list[str]) -> bool
 
 def _check_jsonl(path: Path, dataset: Dataset) -> str | None:
     rows = 0
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                return f"{path}:{line_no}: not valid JSON ({exc.msg}); write one JSON object per line"
-            if not isinstance(row, dict):
-                return f"{path}:{line_no}: expected a JSON object with columns {', '.join(dataset.columns)}"
+    try:
+        for line_no, row in jsonl_objects(path, f"a JSON object with columns {', '.join(dataset.columns)}"):
             for column, kind in dataset.columns.items():
                 if column not in row:
                     return (f"{path}:{line_no}: missing column '{column}' ({dataset.hub} schema: "
@@ -140,6 +133,8 @@ def _check_jsonl(path: Path, dataset: Dataset) -> str | None:
                     return (f"{path}:{line_no}: column '{column}' should be a {_TYPE_NAMES[kind]}, "
                             f"got {type(value).__name__}")
             rows += 1
+    except UserError as exc:  # a check reports problems instead of stopping at the first file
+        return str(exc)
     return None if rows else f"{path}: no rows"
 
 

@@ -9,7 +9,6 @@ Completions are used verbatim: stop sequences are not applied again. Log-likelih
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,6 +18,7 @@ from pydantic import Field, field_validator
 
 from harness.errors import UserError
 from harness.evaluate.protocols import PluginOptions
+from harness.jsonl import jsonl_objects
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -53,37 +53,28 @@ def read_answers(path: Path, tasks: Mapping[str, str]) -> dict[tuple[str, int], 
     for task, benchmark in tasks.items():
         tasks_of[benchmark].append(task)
     found: dict[tuple[str, int], str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{where}: not valid JSON ({exc.msg}); write one JSON object per line") from None
-            if not isinstance(row, dict):
-                raise UserError(f"{where}: expected a JSON object with benchmark, doc_id, completion")
-            benchmark, doc_id, completion = row.get("benchmark"), row.get("doc_id"), row.get("completion")
-            if not isinstance(benchmark, str) or not isinstance(doc_id, int) or isinstance(doc_id, bool) \
-                    or not isinstance(completion, str):
-                raise UserError(f"{where}: needs \"benchmark\" (string), \"doc_id\" (integer) and "
-                                "\"completion\" (string)")
-            if benchmark not in tasks_of:
-                continue  # answers for benchmarks not asked for in this run
-            task = row.get("task")
-            if task is None:
-                if len(tasks_of[benchmark]) != 1:
-                    raise UserError(f"{where}: benchmark '{benchmark}' has several lm-eval tasks; add "
-                                    f"\"task\" (one of {', '.join(sorted(tasks_of[benchmark])[:3])}, ...)")
-                task = tasks_of[benchmark][0]
-            elif task not in tasks_of[benchmark]:
-                raise UserError(f"{where}: task '{task}' is not part of benchmark '{benchmark}'; use an lm-eval "
-                                f"task name such as {sorted(tasks_of[benchmark])[0]}")
-            if (task, doc_id) in found:
-                raise UserError(f"{where}: second completion for {benchmark} task {task} doc_id {doc_id}; "
-                                "keep one per item")
-            found[(task, doc_id)] = completion
+    for line_no, row in jsonl_objects(path, "a JSON object with benchmark, doc_id, completion"):
+        where = f"{path}:{line_no}"
+        benchmark, doc_id, completion = row.get("benchmark"), row.get("doc_id"), row.get("completion")
+        if not isinstance(benchmark, str) or not isinstance(doc_id, int) or isinstance(doc_id, bool) \
+                or not isinstance(completion, str):
+            raise UserError(f"{where}: needs \"benchmark\" (string), \"doc_id\" (integer) and "
+                            "\"completion\" (string)")
+        if benchmark not in tasks_of:
+            continue  # answers for benchmarks not asked for in this run
+        task = row.get("task")
+        if task is None:
+            if len(tasks_of[benchmark]) != 1:
+                raise UserError(f"{where}: benchmark '{benchmark}' has several lm-eval tasks; add "
+                                f"\"task\" (one of {', '.join(sorted(tasks_of[benchmark])[:3])}, ...)")
+            task = tasks_of[benchmark][0]
+        elif task not in tasks_of[benchmark]:
+            raise UserError(f"{where}: task '{task}' is not part of benchmark '{benchmark}'; use an lm-eval "
+                            f"task name such as {sorted(tasks_of[benchmark])[0]}")
+        if (task, doc_id) in found:
+            raise UserError(f"{where}: second completion for {benchmark} task {task} doc_id {doc_id}; "
+                            "keep one per item")
+        found[(task, doc_id)] = completion
     return found
 
 
