@@ -102,11 +102,9 @@ def train_and_measure(base_model: BaseModelConfig, training: TrainingConfig, spl
     from harness.modeling import load_causal_lm, pick_device
     from harness.paths import cache_dir
     from harness.train.attention import plan_batching
-    from harness.train.batching import make_micro_batches
     from harness.train.cpu_memory import keep_freed_memory
     from harness.train.hooks import TrainContext, build_hook
-    from harness.train.loss import summed_token_loss
-    from harness.train.schedule import make_scheduler
+    from harness.train.step import StepRunner
 
     progress = progress or QuietProgress()
     device = pick_device()
@@ -129,12 +127,8 @@ def train_and_measure(base_model: BaseModelConfig, training: TrainingConfig, spl
         plan.append([[portion[i] for i in order[s:s + training.batch_size]]
                      for s in range(0, len(order), training.batch_size)])
     total = sum(len(steps) for steps in plan)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = training.optimizer
-    optimizer = torch.optim.AdamW(trainable, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
-    scheduler = make_scheduler(optimizer, training, total)
-    micro = training.micro_batch_size or training.batch_size
     pad_id = tokenizer.pad_token_id
+    runner = StepRunner(model, training, batching, total, pad_id, device)
 
     def measure(portion: int, step: int, tokens: int) -> Measurement:
         return Measurement(portion, step, tokens,
@@ -147,21 +141,10 @@ def train_and_measure(base_model: BaseModelConfig, training: TrainingConfig, spl
     progress.start(f"loss dynamics: {len(split.training)} portions", total=total)
     for index, steps in enumerate(plan):
         for examples in steps:
-            n_loss_tokens = max(sum(e.n_loss_tokens for e in examples), 1)
-            step_loss = 0.0
-            for batch in make_micro_batches(examples, batching.how, micro, training.max_seq_len, pad_id,
-                                             batching.row_length):
-                summed = summed_token_loss(model, batch, device)
-                (summed / n_loss_tokens).backward()  # per token over the whole step, as in the engine
-                step_loss += float(summed.detach())
-                tokens += batch.n_real_tokens
-            if training.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(trainable, training.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            result = runner.step(examples, step)  # the engine's own step
+            tokens += result.n_real_tokens
             step += 1
-            progress.update(step, loss=f"{step_loss / n_loss_tokens:.4f}")
+            progress.update(step, loss=f"{result.mean_loss:.4f}")
         measurements.append(measure(index + 1, step, tokens))
     progress.finish()
     return measurements

@@ -26,12 +26,12 @@ from harness.modeling import load_causal_lm, load_tokenizer, pick_device
 from harness.paths import cache_dir
 from harness.progress import Progress, QuietProgress
 from harness.train.attention import plan_batching
-from harness.train.batching import make_micro_batches
 from harness.train.cpu_memory import keep_freed_memory
 from harness.train.hooks import TrainContext, build_hook
-from harness.train.loss import mean_token_loss, summed_token_loss
+from harness.train.loss import mean_token_loss
 from harness.train.resume import TrainState, clear_state, load_state, save_state
-from harness.train.schedule import make_scheduler, step_batches
+from harness.train.schedule import step_batches
+from harness.train.step import StepRunner
 
 # Bump when a change to the engine changes what a run produces: it is part of every run key.
 ENGINE_VERSION = "2"  # 2: per-sample (varlen) attention, packed rows up to max_seq_len
@@ -86,43 +86,20 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     auxiliary = (build_hook(registry.auxiliary_losses, job.run.auxiliary_loss, ctx)
                  if job.run.auxiliary_loss else None)
     batches = step_batches(len(data.examples), training, job.run.seed)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=training.optimizer.lr, betas=training.optimizer.betas,
-                                  eps=training.optimizer.eps, weight_decay=training.optimizer.weight_decay)
-    scheduler = make_scheduler(optimizer, training, len(batches))
-    state = load_state(job.out_dir, job.run_key, model, optimizer, scheduler) or TrainState()
-    resumed_from = state.step
-    micro = training.micro_batch_size or training.batch_size
     pad_id = tokenizer.pad_token_id
+    runner = StepRunner(model, training, plan, len(batches), pad_id, device, regularizer, auxiliary)
+    state = load_state(job.out_dir, job.run_key, model, runner.optimizer, runner.scheduler) or TrainState()
+    resumed_from = state.step
 
     model.train()
     progress.start(f"train {job.run.name}", total=len(batches), completed=state.step)
     window_start, window_tokens = time.monotonic(), 0
     for step in range(state.step, len(batches)):
-        examples = [data.examples[i] for i in batches[step]]
-        n_loss_tokens = sum(e.n_loss_tokens for e in examples)
-        step_loss = 0.0
-        for batch in make_micro_batches(examples, plan.how, micro, training.max_seq_len, pad_id,
-                                        plan.row_length):
-            summed = summed_token_loss(model, batch, device)
-            loss = summed / max(n_loss_tokens, 1)
-            if auxiliary is not None:
-                aux = auxiliary.loss(model, step)
-                if aux is not None:
-                    loss = loss + aux * (batch.n_loss_tokens / max(n_loss_tokens, 1))
-            loss.backward()
-            step_loss += float(summed.detach())
-            state.tokens_seen += batch.n_real_tokens
-            window_tokens += batch.n_real_tokens
-        if regularizer is not None:
-            regularizer.penalty(model, step).backward()
-        if training.max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_(trainable, training.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        result = runner.step([data.examples[i] for i in batches[step]], step)
+        state.tokens_seen += result.n_real_tokens
+        window_tokens += result.n_real_tokens
         state.step = step + 1
-        mean_loss = step_loss / max(n_loss_tokens, 1)
+        mean_loss = result.mean_loss
         if state.step % training.logging_steps == 0 or state.step == len(batches):
             state.curve.append({"step": state.step, "split": "train", "loss": mean_loss,
                                 "tokens": state.tokens_seen})
@@ -133,7 +110,7 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
         elapsed = max(time.monotonic() - window_start, 1e-9)
         progress.update(state.step, loss=f"{mean_loss:.4f}", tok_s=f"{window_tokens / elapsed:,.0f}")
         if training.save_steps and state.step % training.save_steps == 0 and state.step < len(batches):
-            save_state(job.out_dir, job.run_key, state, model, optimizer, scheduler)
+            save_state(job.out_dir, job.run_key, state, model, runner.optimizer, runner.scheduler)
     progress.finish()
 
     train_losses = [p["loss"] for p in state.curve if p["split"] == "train"]
