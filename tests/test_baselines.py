@@ -137,6 +137,7 @@ def test_replay_text_samples_carry_loss_on_every_token(tmp_path):
     result = train(tmp_path, [{"name": "replay", "options": {"corpus": "builtin:toy-corpus"}}])
     data = result.checkpoint.manifest["data"]
     assert data["n_records"] == 128  # 64 instructions + 64 documents
+    assert data["n_instruction_records"] == 64  # what the alignment-tax curve counts
 
 
 def test_uniform_soup_runs_differ_in_the_listed_settings(tmp_path):

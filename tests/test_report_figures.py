@@ -104,3 +104,14 @@ def test_size_and_k_points_come_from_the_manifests(tmp_path: Path) -> None:
         ("vanilla", 100.0, pytest.approx(40.0)), ("vanilla", 1000.0, pytest.approx(45.0))]
     assert [(p.series, p.k, p.score) for p in ks if p.series == "MMLU"] == [("MMLU", 2, pytest.approx(47.0)),
                                                                            ("MMLU", 4, pytest.approx(49.0))]
+
+
+def test_data_size_counts_instruction_records_not_replayed_text(tmp_path: Path) -> None:
+    from harness.report.provenance import data_size
+
+    replay = {"kind": "lora", "training": {}, "data": {"n_records": 128, "n_instruction_records": 64}}
+    old = {"kind": "lora", "training": {}, "data": {"n_records": 50}}  # a manifest from before the split count
+    with ResultsStore.open(tmp_path) as store:
+        store.add_checkpoint("replay", "/x", "lora", "h", replay)
+        store.add_checkpoint("old", "/x", "lora", "h", old)
+        assert (data_size(store, "replay"), data_size(store, "old")) == (64, 50)

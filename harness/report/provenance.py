@@ -43,11 +43,16 @@ def origins(store: ResultsStore, key: str, depth: int = 0) -> list[dict[str, Any
 
 def data_size(store: ResultsStore, key: str) -> int | None:
     """Instruction examples behind checkpoint `key`: its run's, or the sum over a merge's sub-models."""
-    sizes = [(o.get("data") or {}).get("n_records") for o in origins(store, key)]
+    sizes = [_instruction_records(o.get("data") or {}) for o in origins(store, key)]
     if not sizes or any(not isinstance(s, int) for s in sizes):
         return None
     m = manifest(store, key)
     return sizes[0] if (m.get("scaled_from") and not m.get("merge")) else sum(sizes)
+
+
+def _instruction_records(data: dict[str, Any]) -> Any:
+    # manifests before ENGINE_VERSION 2 have only n_records (instruction and text records together)
+    return data.get("n_instruction_records", data.get("n_records"))
 
 
 def method_options(store: ResultsStore, key: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import torch
 from harness import __version__, registry
 from harness.checkpoint import Checkpoint, find_complete, write_checkpoint
 from harness.config.schema import BaseModelConfig, TrainingConfig
-from harness.data.records import TrainRecord, fingerprint
+from harness.data.records import InstructionRecord, TrainRecord, fingerprint
 from harness.data.templates import tokenize_records
 from harness.method import RunSpec
 from harness.modeling import load_causal_lm, load_tokenizer, pick_device
@@ -125,6 +125,8 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
                 "data_transform": _ref(job.run.data_transform), "regularizer": _ref(job.run.regularizer),
                 "auxiliary_loss": _ref(job.run.auxiliary_loss), "adapter": _ref(job.run.adapter)},
         "data": {"fingerprint": fingerprint(records), "n_records": len(records),
+                 # what an alignment-tax curve counts: Replay's pre-training text is not instruction data
+                 "n_instruction_records": sum(isinstance(r, InstructionRecord) for r in records),
                  "n_examples": len(data.examples), "n_truncated": data.n_truncated,
                  "n_prompt_too_long": data.n_prompt_too_long, "n_validation": len(validation)},
         "code_version": {"atax": __version__, "engine": ENGINE_VERSION},
