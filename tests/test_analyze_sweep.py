@@ -123,3 +123,15 @@ def test_run_trains_each_size_and_draws_the_curve(tmp_path: Path, monkeypatch: p
     redraw = run_atax("analyze", "sweep", "--config", str(path))
     assert redraw.returncode == 0, redraw.stderr
     assert (results / "analysis" / "sweep" / "figures" / "data-size-sweep.png").is_file()
+    caption = "Score vs. amount of instruction data, per benchmark"
+    assert caption in (results / "report" / "index.html").read_text()  # the run's leaderboard shows it
+    page = run_atax("report", "--results", str(results), "--out", str(tmp_path / "page"), "--sweep-config", str(path))
+    assert page.returncode == 0, page.stderr
+    assert caption in (tmp_path / "page" / "index.html").read_text()
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "sweep"}))
+    refused = run_atax("report", "--results", str(results), "--out", str(tmp_path / "p2"), "--sweep-config", str(plain))
+    assert refused.returncode == 2 and refused.stderr == (
+        f"error: --sweep-config: {plain} has no sweep section; give the experiment that ran the sweep\n")
+    assert not (tmp_path / "p2").exists()
+

@@ -99,9 +99,14 @@ def sweep_chart(points: list[SweepPoint], out_base: Path, xlabel: str) -> list[P
 
 def write_sweep_figure(experiment: Experiment, results_dir: Path, out_dir: Path) -> dict[str, Any]:
     """Draw `out_dir/figures/data-size-sweep.{png,pdf}` and write its points to `out_dir/data-size-sweep.json`."""
-    assert experiment.sweep is not None, "write_sweep_figure needs an experiment with a sweep section"
     with ResultsStore.open(results_dir) as store, store.snapshot():
-        points = sweep_points(store, experiment)
+        return draw_sweep(store, experiment, out_dir)
+
+
+def draw_sweep(store: ResultsStore, experiment: Experiment, out_dir: Path) -> dict[str, Any]:
+    """write_sweep_figure on an open store (the leaderboard page draws it inside its own directory)."""
+    assert experiment.sweep is not None, "the sweep figure needs an experiment with a sweep section"
+    points = sweep_points(store, experiment)
     fractions = experiment.sweep.data_fraction is not None
     xlabel = "fraction of the instruction data" if fractions else "instruction examples"
     data = {"experiment": experiment.name, "x": "data_fraction" if fractions else "max_samples",

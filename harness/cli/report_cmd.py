@@ -19,6 +19,8 @@ def report(
     correction: str = typer.Option("holm", "--correction", help="holm, bh or none."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
     title: str = typer.Option("atax leaderboard", "--title", help="Page title."),
+    sweep_config: Path | None = typer.Option(None, "--sweep-config",
+                                             help="An experiment YAML with a sweep section: add its data-size figure."),
 ) -> None:
     """Write OUT/index.html (sortable tables, figures, significance matrices, provenance), OUT/tables, OUT/figures."""
     from harness.errors import UserError
@@ -30,8 +32,15 @@ def report(
         raise UserError(f"--correction: unknown {correction!r}; choose one of: {', '.join(CORRECTIONS)}")
     if not (results / RESULTS_DB_NAME).is_file():
         raise UserError(f"--results: no {RESULTS_DB_NAME} in {results}; give the experiment's results directory")
+    sweep = None
+    if sweep_config is not None:
+        from harness.config import load_experiment
+
+        sweep = load_experiment(sweep_config)
+        if sweep.sweep is None:
+            raise UserError(f"--sweep-config: {sweep_config} has no sweep section; give the experiment that ran the sweep")
     written = write_report(results, out, ReportOptions(experiment, reference_method, include_reference, reference_dir,
-                                                       correction, alpha, title))
+                                                       correction, alpha, title, sweep))
     for note in written.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"report: {written.index} ({len(written.files)} files)")

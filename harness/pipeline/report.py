@@ -10,7 +10,8 @@ from harness.atomic import write_text_atomic
 from harness.config import Experiment
 
 
-def write_report(experiment: Experiment, results_dir: Path) -> dict[str, Any]:
+def write_report(experiment: Experiment, results_dir: Path, sweep: Experiment | None = None) -> dict[str, Any]:
+    """`sweep`: the experiment as written, when it has a sweep section (its figure joins the page)."""
     from harness.report.from_store import TableOptions, build_tables
     from harness.report.page import ReportOptions
     from harness.report.page import write_report as write_page
@@ -23,7 +24,7 @@ def write_report(experiment: Experiment, results_dir: Path) -> dict[str, Any]:
         write_text_atomic(out / "table.md", "(no evaluation suite in this experiment: nothing to tabulate)\n")
         return {"table": str(out / "table.md")}
     page = write_page(results_dir, out, ReportOptions(experiment=experiment.name, reference_method=reference,
-                                                      title=f"atax — {experiment.name}"))
+                                                      title=f"atax — {experiment.name}", sweep=sweep))
     with ResultsStore.open(results_dir) as store:
         tables = build_tables(store, TableOptions(experiment=experiment.name, reference_method=reference))
     text = "\n\n".join(render(t, "md") for t in tables)

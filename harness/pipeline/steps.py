@@ -108,12 +108,8 @@ def _report(job: Job) -> dict[str, Any]:
     from harness.pipeline.report import write_report
 
     experiment, results = load(job)
-    outputs = write_report(report_experiment(experiment), results)
-    if experiment.sweep is not None:
-        from harness.analyze.sweep_figure import write_sweep_figure
-
-        outputs["sweep"] = write_sweep_figure(experiment, results, results / "report")
-    return outputs
+    return write_report(report_experiment(experiment), results,
+                        sweep=experiment if experiment.sweep is not None else None)
 
 
 # ---- building and expanding the DAG --------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.atomic import atomic_dir
+from harness.config import Experiment
 from harness.errors import UserError
 from harness.report.assets import CSS, JS
 from harness.report.from_store import TableOptions, build_tables
@@ -37,6 +38,7 @@ class ReportOptions:
     correction: str = "holm"
     alpha: float = 0.05
     title: str = "atax leaderboard"
+    sweep: Experiment | None = None  # an experiment with a sweep section: its figure joins the page
 
 
 @dataclass
@@ -134,6 +136,15 @@ def _figures(store: ResultsStore, tables: list[Table], root: Path,
         ks = k_points(store, knowledge)
         if ks:
             html_parts.append(_img(k_curve(ks, figures / "score-vs-k", ylabel="score (%)"), root, "Score vs. K"))
+    if options.sweep is not None:
+        from harness.analyze.sweep_figure import draw_sweep
+
+        drawn = draw_sweep(store, options.sweep, root)
+        if drawn["figure"]:
+            html_parts.append(_img([Path(p) for p in drawn["figure"]], root,
+                                   "Score vs. amount of instruction data, per benchmark (95% bands)"))
+        else:
+            notes.append(f"no data-size sweep figure: {drawn['note']}")
     for n, analysis in enumerate(submodel_analyses(store, options.experiment)):
         stem = figures / f"submodels-{n}"
         title = f"{analysis.merged} on {analysis.benchmark}"
