@@ -110,3 +110,32 @@ def test_other_executors_run_the_dag(tmp_path, executor, options):
     assert result.returncode == 0, result.stderr + result.stdout
     assert len(markers(tmp_path / "res")) == 5  # plan, 2 trains, combine, report
     assert (tmp_path / "res" / "checkpoints" / "dtm-seed0" / "checkpoint.json").is_file()
+
+
+def test_experiments_sharing_a_results_dir_each_get_their_rows_without_re_evaluating(tmp_path):
+    """A new experiment beside an old one (adding a method to the leaderboard) reuses vanilla's
+    checkpoint and evaluation, and its own table and report still hold vanilla and the base model."""
+    knowledge = [{"name": "knowledge", "options": {"data_dir": "builtin:toy-knowledge",
+                                                   "benchmarks": ["arc_challenge", "openbookqa"]}}]
+    first = write_experiment(tmp_path, ["vanilla"], knowledge, name="first")
+    second = tmp_path / "second.yaml"
+    second.write_text(yaml.safe_dump({**yaml.safe_load(first.read_text()), "name": "second",
+                                      "methods": ["vanilla", "l2"]}))
+    for exp in (first, second):
+        result = run_atax("run", str(exp), "--quiet", timeout=600)
+        assert result.returncode == 0, result.stderr
+
+    from harness.store import ResultsStore
+
+    with ResultsStore.open(tmp_path / "res") as store:
+        runs = {(r.experiment, r.method, r.benchmark): r for r in store.scores()}
+    for row in ("base", "vanilla"):
+        for benchmark in ("arc_challenge", "openbookqa"):
+            old, new = runs[("first", row, benchmark)], runs[("second", row, benchmark)]
+            assert new.run_meta["copied_from_eval"] == old.eval_id  # copied, not evaluated again
+            assert (new.checkpoint, new.value) == (old.checkpoint, old.value)
+    assert "copied_from_eval" not in runs[("second", "l2", "arc_challenge")].run_meta
+    table = run_atax("table", "--results", str(tmp_path / "res"), "--experiment", "second")
+    assert table.returncode == 0, table.stderr
+    assert [line.split("|")[1].strip() for line in table.stdout.splitlines() if line.startswith("| ")][1:] == [
+        "base", "vanilla", "l2"]

@@ -192,6 +192,52 @@ def test_re_recording_an_eval_replaces_it(store: ResultsStore, tmp_path: Path) -
     assert _raw(db, "SELECT count(*) FROM items") == [(5,)]
 
 
+def test_labels_of_one_checkpoint_keep_their_own_runs(store: ResultsStore) -> None:
+    store.add_experiment("one", "{}")
+    store.add_experiment("two", "{}")
+    a = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", 0), [Score("acc", 0.4)], _items(2))
+    b = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "two", "vanilla", 0), [Score("acc", 0.5)], _items(2))
+    c = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", None), [Score("acc", 0.6)], [])
+    again = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", 0), [Score("acc", 0.7)], [])
+    assert {(r.eval_id, r.experiment, r.seed, r.value) for r in store.scores()} == {
+        (b, "two", 0, 0.5), (c, "one", None, 0.6), (again, "one", 0, 0.7)}  # only a's own label was replaced
+    assert a not in {b, c, again}
+    assert store.items(checkpoint="ckpt-a", benchmark="mmlu") == _items(2)  # labels share one evaluation
+
+
+def _pipeline_evals(store: ResultsStore, label: tuple, key: str, benchmarks: list[str]) -> list[int]:
+    runs = [(EvalRun("ckpt-a", "knowledge", b, *label, {"eval_key": key, "eval_benchmarks": benchmarks}),
+             [Score("acc", 0.1 * (i + 1), stderr=0.01, n=3)], _items(3, b)) for i, b in enumerate(benchmarks)]
+    return store.record_evals(runs)
+
+
+def test_copy_evals_gives_a_finished_evaluation_to_another_label(store: ResultsStore) -> None:
+    store.add_experiment("one", "{}")
+    store.add_experiment("two", "{}")
+    assert store.copy_evals("key-1", "two", "vanilla", 0) == []  # nothing to copy: evaluate
+    sources = _pipeline_evals(store, ("one", "vanilla", 0), "key-1", ["mmlu", "arc"])
+    assert store.copy_evals("key-1", "one", "vanilla", 0) == sources  # its own label: nothing to do
+    copies = store.copy_evals("key-1", "two", "base", None)
+    assert len(copies) == 2 and not set(copies) & set(sources)
+    for source, copy in zip(sources, copies, strict=True):
+        (orig,), (dup,) = store.scores(eval_id=source), store.scores(eval_id=copy)
+        assert (dup.experiment, dup.method, dup.seed) == ("two", "base", None)
+        assert (dup.benchmark, dup.metric, dup.value, dup.stderr, dup.n) == (
+            orig.benchmark, orig.metric, orig.value, orig.stderr, orig.n)
+        assert dup.run_meta == {**orig.run_meta, "copied_from_eval": source}
+        assert store.items(copy) == store.items(source) and len(store.items(copy)) == 3
+    assert store.copy_evals("key-1", "two", "base", None) == copies  # the copies are that label's own now
+    assert len(store.scores(experiment="two")) == 2
+
+
+def test_an_incomplete_evaluation_is_not_copied(store: ResultsStore) -> None:
+    store.add_experiment("one", "{}")
+    (mmlu, _) = _pipeline_evals(store, ("one", "vanilla", 0), "key-2", ["mmlu", "arc"])
+    store.record_eval(EvalRun("ckpt-a", "knowledge", "arc", "one", "vanilla", 0), [Score("acc", 0.9)], [])
+    assert store.copy_evals("key-2", None, "other", None) == []  # arc was re-run outside the pipeline
+    assert [r.eval_id for r in store.scores(benchmark="mmlu")] == [mmlu]
+
+
 def test_a_failing_write_rolls_back_and_keeps_the_previous_eval(store: ResultsStore) -> None:
     run = EvalRun("ckpt-a", "knowledge", "mmlu")
     kept = store.record_eval(run, [Score("acc", 0.4)], _items(4))
@@ -316,6 +362,32 @@ def test_an_old_database_is_migrated_in_order_and_then_refused_by_older_code(sto
     with pytest.raises(UserError, match="upgrade atax") as caught:
         ResultsStore(db)
     assert str(db) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_v2_stores_gain_labelled_eval_runs_and_keep_every_row(tmp_path: Path) -> None:
+    db = tmp_path / "old.sqlite"
+    conn = connect(db)
+    try:
+        ensure_schema(conn, db, MIGRATIONS[:2])  # a store written by the previous release
+        conn.execute("INSERT INTO checkpoints VALUES ('c', '/c', 'lora', 'h', '{}', 'now')")
+        for n, bench in enumerate(["mmlu", "arc", "gsm8k"], 1):
+            conn.execute("INSERT INTO eval_runs (checkpoint, suite, benchmark, meta, created_at) "
+                         "VALUES ('c', 'knowledge', ?, '{}', 'now')", (bench,))
+            conn.execute("INSERT INTO scores (eval_id, metric, value) VALUES (?, 'acc', ?)", (n, n / 10))
+            conn.execute("INSERT INTO items (eval_id, item_id, item_hash) VALUES (?, 'q', 'h')", (n,))
+        conn.execute("DELETE FROM eval_runs WHERE id = 3")  # id 3 must never come back
+    finally:
+        conn.close()
+    with ResultsStore(db) as store:
+        assert [(r.eval_id, r.benchmark, r.value) for r in store.scores()] == [(1, "mmlu", 0.1), (2, "arc", 0.2)]
+        assert len(store.items(1)) == 1
+        new = store.record_eval(EvalRun("c", "knowledge", "mmlu", method="vanilla"), [Score("acc", 0.3)], [])
+        assert new == 4 and len(store.scores(benchmark="mmlu")) == 2  # a second label beside the old run
+        store.record_eval(EvalRun("c", "knowledge", "arc"), [Score("acc", 0.5)], [])  # same (empty) label
+        assert [r.value for r in store.scores(benchmark="arc")] == [0.5]
+    assert _raw(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    assert _raw(db, "PRAGMA foreign_key_check") == [] and _raw(db, "PRAGMA integrity_check") == [("ok",)]
+    assert _raw(db, "SELECT count(*) FROM items") == [(1,)]  # the replaced arc run's item went with it
 
 
 def test_a_failing_migration_leaves_the_old_version_whole(store: ResultsStore) -> None:

@@ -36,6 +36,7 @@ class EvalRequest:
     experiment: str | None = None
     method: str | None = None
     seed: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # added to every run's meta (the pipeline's eval_key)
 
 
 @dataclass(frozen=True)
@@ -75,20 +76,24 @@ def run_eval(request: EvalRequest, ctx: SuiteContext | None = None) -> EvalOutco
 
 def record(request: EvalRequest, target: EvalTarget, backend: str, backend_options: dict[str, Any],
            results: list[BenchmarkResult]) -> None:
-    """Store the target and one eval run per benchmark (each replaces an earlier one atomically)."""
+    """Store the target and one eval run per benchmark, all in one transaction (each replaces an
+    earlier run of the same label)."""
+    runs = []
+    for result in results:
+        meta = {**request.meta, **result.meta, "primary_metric": result.primary, "backend": backend,
+                "eval_benchmarks": [r.benchmark for r in results],  # what a complete copy holds
+                "backend_options": backend_options,
+                "batch_size": backend_options.get("batch_size"),
+                "target": {"ref": target.ref, "kind": target.kind, "model": target.model,
+                           "adapter": str(target.adapter) if target.adapter else None,
+                           "content_hash": target.content_hash}}
+        run = EvalRun(target.key, request.suite, result.benchmark, request.experiment, request.method,
+                      request.seed, meta)
+        runs.append((run, result.scores, result.items))
     with ResultsStore.open(request.results_dir) as store:
         store.add_checkpoint(target.key, str(target.path or target.ref), target.kind, target.content_hash,
                              target.provenance)
-        for result in results:
-            meta = {**result.meta, "primary_metric": result.primary, "backend": backend,
-                    "backend_options": backend_options,
-                    "batch_size": backend_options.get("batch_size"),
-                    "target": {"ref": target.ref, "kind": target.kind, "model": target.model,
-                               "adapter": str(target.adapter) if target.adapter else None,
-                               "content_hash": target.content_hash}}
-            run = EvalRun(target.key, request.suite, result.benchmark, request.experiment, request.method,
-                          request.seed, meta)
-            store.record_eval(run, result.scores, result.items)
+        store.record_evals(runs)
 
 
 # Checkpoint kinds only the hf backend can run (vLLM serves plain and LoRA models).

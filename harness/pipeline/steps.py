@@ -18,7 +18,7 @@ from harness.keys import content_key
 from harness.method import run_spec_from_dict, run_spec_to_dict
 from harness.pipeline.jobs import Job
 
-STEPS_VERSION = "1"
+STEPS_VERSION = "2"  # 2: eval jobs per label (experiment, row, seed), computed once per eval_key
 
 
 def method_entry(experiment: Experiment, row: str) -> tuple[Experiment, MethodEntry]:
@@ -93,13 +93,22 @@ def _combine(job: Job) -> dict[str, Any]:
 def _eval(job: Job) -> dict[str, Any]:
     from harness.evaluate.protocols import SuiteContext
     from harness.evaluate.runner import EvalRequest, run_eval
+    from harness.store import ResultsStore
 
     experiment, results = load(job)
     spec = job.spec
-    outcome = run_eval(EvalRequest(
+    with ResultsStore.open(results) as store:  # the same evaluation done for another label: copy it
+        copied = store.copy_evals(spec["eval_key"], experiment.name, spec["row"], spec.get("seed"))
+        if copied:
+            runs = [r for i in copied for r in store.scores(eval_id=i)]
+            return {"target": runs[0].checkpoint, "copied_evals": copied,
+                    "benchmarks": {b: {r.metric: r.value for r in runs if r.benchmark == b}
+                                   for b in sorted({r.benchmark for r in runs})}}
+    request = EvalRequest(
         target=spec["target"], suite=spec["suite"], suite_options=spec["suite_options"],
         backend=experiment.backend.name, backend_options=dict(experiment.backend.options), results_dir=results,
-        experiment=experiment.name, method=spec["row"], seed=spec.get("seed")), SuiteContext())
+        experiment=experiment.name, method=spec["row"], seed=spec.get("seed"), meta={"eval_key": spec["eval_key"]})
+    outcome = run_eval(request, SuiteContext())
     return {"target": outcome.target.key, "benchmarks": {r.benchmark: r.values() for r in outcome.results}}
 
 
@@ -131,13 +140,19 @@ def plan_job(experiment: Experiment, entry: MethodEntry, seed: int, common: dict
 
 def eval_jobs(experiment: Experiment, target: str, target_key: str, row: str, seed: int | None,
               deps: tuple[str, ...], common: dict[str, Any]) -> list[Job]:
+    """One job per suite and label. Rows (or experiments sharing the results directory) whose
+    checkpoints are the same share one `eval_key`: the first evaluates, the others copy its runs."""
     gpus = 1 if experiment.backend.name in ("vllm",) else 0
-    return [Job(content_key({"kind": "eval", "target": target_key, "suite": suite.name, "options": suite.options,
-                             "backend": experiment.backend.model_dump(mode="json"), "steps": STEPS_VERSION}),
-                "eval", f"eval {row}{'' if seed is None else f' seed {seed}'} on {suite.name}", deps,
-                {**common, "target": target, "suite": suite.name, "suite_options": suite.options, "row": row,
-                 "seed": seed}, gpus=gpus)
-            for suite in experiment.suites]
+    jobs = []
+    for suite in experiment.suites:
+        eval_key = content_key({"kind": "eval", "target": target_key, "suite": suite.name, "options": suite.options,
+                                "backend": experiment.backend.model_dump(mode="json"), "steps": STEPS_VERSION})
+        label = {"experiment": experiment.name, "row": row, "seed": seed}
+        jobs.append(Job(content_key({"eval_key": eval_key, "label": label}), "eval",
+                        f"eval {row}{'' if seed is None else f' seed {seed}'} on {suite.name}", deps,
+                        {**common, "target": target, "suite": suite.name, "suite_options": suite.options,
+                         "row": row, "seed": seed, "eval_key": eval_key}, gpus=gpus))
+    return jobs
 
 
 def initial_jobs(experiment: Experiment, common: dict[str, Any], only: set[str] | None = None) -> list[Job]:

@@ -161,7 +161,52 @@ def _add_judgments_v2(conn: sqlite3.Connection) -> None:
     _execute_script(conn, _V2_DDL)
 
 
-MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_judgments_v2)
+# v3: one checkpoint may be evaluated under several labels (experiment, method row, seed): two
+# experiments sharing a results directory, or two rows of one experiment that give the same
+# checkpoint, each keep their own eval runs (the pipeline copies a finished eval instead of
+# recomputing it). The unique key grows by the label; SQLite cannot drop a constraint, so the
+# table is rebuilt (foreign keys are off during migrations; see ensure_schema).
+_EVAL_RUNS_V3 = """
+CREATE TABLE eval_runs_v3 (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    checkpoint TEXT NOT NULL REFERENCES checkpoints(key),
+    suite      TEXT NOT NULL,
+    benchmark  TEXT NOT NULL,
+    experiment TEXT REFERENCES experiments(name),
+    method     TEXT,
+    seed       INTEGER,
+    meta       TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+"""
+_EVAL_RUNS_V3_INDEXES = """
+CREATE UNIQUE INDEX eval_runs_label ON eval_runs (
+    checkpoint, suite, benchmark, IFNULL(experiment, ''), IFNULL(method, ''), IFNULL(CAST(seed AS TEXT), ''));
+CREATE INDEX eval_runs_eval_key ON eval_runs (json_extract(meta, '$.eval_key'));
+"""
+
+
+def _label_eval_runs_v3(conn: sqlite3.Connection) -> None:
+    views = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'view'").fetchall()
+    for name, _ in views:  # they name eval_runs; a rename checks them, so they step aside
+        conn.execute(f'DROP VIEW "{name}"')
+    sequence = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'eval_runs'").fetchone()
+    _execute_script(conn, _EVAL_RUNS_V3)
+    conn.execute("INSERT INTO eval_runs_v3 SELECT id, checkpoint, suite, benchmark, experiment, method, seed, meta, "
+                 "created_at FROM eval_runs")
+    conn.execute("DROP TABLE eval_runs")
+    conn.execute("ALTER TABLE eval_runs_v3 RENAME TO eval_runs")
+    # ids of deleted runs stay unused (AUTOINCREMENT's promise), also when no run is left
+    current = conn.execute("SELECT max(seq) FROM sqlite_sequence WHERE name = 'eval_runs'").fetchone()[0]
+    conn.execute("DELETE FROM sqlite_sequence WHERE name = 'eval_runs'")
+    conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('eval_runs', ?)",
+                 (max(current or 0, sequence[0] if sequence else 0),))
+    _execute_script(conn, _EVAL_RUNS_V3_INDEXES)
+    for _, sql in views:
+        conn.execute(sql)
+
+
+MIGRATIONS: tuple[Migration, ...] = (_create_v1, _add_judgments_v2, _label_eval_runs_v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -202,15 +247,24 @@ def ensure_schema(conn: sqlite3.Connection, path: Path, migrations: Sequence[Mig
     _refuse_newer(version, target, path)
     if version == target:
         return version
-    with write_transaction(conn):
-        # Read again under the write lock: another process may have migrated while we waited.
-        version = read_schema_version(conn, path)
-        _refuse_newer(version, target, path)
-        for step in range(version, target):
-            migrations[step](conn)
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(target),),
-        )
+    # Foreign keys off while tables are rebuilt (SQLite's documented procedure: with them on,
+    # dropping the old table would cascade into its children); checked before committing.
+    conn.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with write_transaction(conn):
+            # Read again under the write lock: another process may have migrated while we waited.
+            version = read_schema_version(conn, path)
+            _refuse_newer(version, target, path)
+            for step in range(version, target):
+                migrations[step](conn)
+            broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+            if broken is not None:
+                raise RuntimeError(f"schema migration left a dangling reference in table {broken[0]}")
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(target),),
+            )
+    finally:
+        conn.execute("PRAGMA foreign_keys = ON")
     return version

@@ -131,50 +131,54 @@ class ResultsStore:
     def record_eval(self, run: EvalRun, scores: Iterable[Score], items: Iterable[ItemRecord]) -> int:
         """Store one eval run with its scores and items and return its id.
 
-        Replaces any earlier eval of the same checkpoint x suite x benchmark in the same transaction,
-        so readers see the old run or the new one, never a mix. `items` may be a generator: large
-        evals stream into the transaction without being held in memory.
+        Replaces any earlier eval of the same checkpoint x suite x benchmark under the same label
+        (experiment, method, seed) in the same transaction, so readers see the old run or the new
+        one, never a mix. `items` may be a generator: large evals stream into the transaction
+        without being held in memory.
+        """
+        return self.record_evals([(run, scores, items)])[0]
+
+    def record_evals(self, runs: Iterable[tuple[EvalRun, Iterable[Score], Iterable[ItemRecord]]]) -> list[int]:
+        """record_eval for several runs (one suite's benchmarks) in one transaction: all or none."""
+        with write_transaction(self._conn) as conn:
+            return [_insert_eval(conn, run, scores, items) for run, scores, items in runs]
+
+    def copy_evals(self, eval_key: str, experiment: str | None, method: str | None,
+                   seed: int | None) -> list[int]:
+        """Give the eval runs recorded with meta `eval_key` a copy under another label; [] when none.
+
+        An eval's identity (checkpoint, suite, its options, backend) is `eval_key`; every label
+        that names the same computation gets its own runs, scores and items, so each experiment's
+        and each row's results read as if evaluated for it. The newest complete labelled group is
+        copied: complete = it holds every benchmark its runs' meta lists under `eval_benchmarks`.
         """
         with write_transaction(self._conn) as conn:
-            # The old run's scores and items go with it (ON DELETE CASCADE).
-            conn.execute(
-                "DELETE FROM eval_runs WHERE checkpoint = ? AND suite = ? AND benchmark = ?",
-                (run.checkpoint, run.suite, run.benchmark),
-            )
-            try:
-                cursor = conn.execute(
-                    "INSERT INTO eval_runs (checkpoint, suite, benchmark, experiment, method, seed, meta, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        run.checkpoint,
-                        run.suite,
-                        run.benchmark,
-                        run.experiment,
-                        run.method,
-                        run.seed,
-                        _dumps(run.meta),
-                        _now(),
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise ValueError(
-                    f"eval of {run.checkpoint!r} names an unknown checkpoint or experiment "
-                    "(add_checkpoint / add_experiment first)"
-                ) from exc
-            eval_id = int(cursor.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO scores (eval_id, metric, value, stderr, n, meta) VALUES (?, ?, ?, ?, ?, ?)",
-                (_score_row(eval_id, run, s) for s in scores),
-            )
-            conn.executemany(
-                "INSERT INTO items (eval_id, item_id, item_hash, prediction, target, score, extra) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (eval_id, i.item_id, i.item_hash, i.prediction, i.target, i.score, _dumps(i.extra))
-                    for i in items
-                ),
-            )
-            return eval_id
+            sources = conn.execute(
+                "SELECT id, checkpoint, suite, benchmark, experiment, method, seed, meta FROM eval_runs "
+                "WHERE json_extract(meta, '$.eval_key') = ? ORDER BY id DESC", (eval_key,)).fetchall()
+            groups: dict[tuple[Any, ...], list[Any]] = {}
+            for row in sources:  # newest label first
+                groups.setdefault(tuple(row[4:7]), []).append(row)
+            complete = [(label, rows) for label, rows in groups.items()
+                        if {r[3] for r in rows} >= set(_loads(rows[0][7]).get("eval_benchmarks", []))]
+            if not complete:
+                return []
+            label, group = complete[0]
+            if label == (experiment, method, seed):
+                return sorted(row[0] for row in group)
+            copied = []
+            for source_id, checkpoint, suite, benchmark, _, _, _, meta in sorted(group):
+                run = EvalRun(checkpoint, suite, benchmark, experiment, method, seed,
+                              {**_loads(meta), "copied_from_eval": source_id})
+                new_id = _insert_eval(conn, run, (), ())
+                conn.execute("INSERT INTO scores (eval_id, metric, value, stderr, n, meta) "
+                             "SELECT ?, metric, value, stderr, n, meta FROM scores WHERE eval_id = ?",
+                             (new_id, source_id))
+                conn.execute("INSERT INTO items (eval_id, item_id, item_hash, prediction, target, score, extra) "
+                             "SELECT ?, item_id, item_hash, prediction, target, score, extra FROM items "
+                             "WHERE eval_id = ?", (new_id, source_id))
+                copied.append(new_id)
+            return copied
 
     def scores(
         self,
@@ -221,15 +225,17 @@ class ResultsStore:
             if checkpoint is None or benchmark is None:
                 raise ValueError("items() needs eval_id, or checkpoint and benchmark")
             with read_transaction(self._conn):
-                ids = self._conn.execute(
-                    "SELECT id FROM eval_runs WHERE checkpoint = ? AND benchmark = ? AND (? IS NULL OR suite = ?)",
+                runs = self._conn.execute(
+                    "SELECT id, suite FROM eval_runs WHERE checkpoint = ? AND benchmark = ? "
+                    "AND (? IS NULL OR suite = ?) ORDER BY id",
                     (checkpoint, benchmark, suite, suite),
                 ).fetchall()
-                if len(ids) > 1:
+                if len({s for _, s in runs}) > 1:
                     raise ValueError(
                         f"{checkpoint!r} was evaluated on {benchmark!r} in several suites; pass suite="
                     )
-                return self.items(ids[0][0]) if ids else []
+                # several labels of one checkpoint hold the same evaluation: the first will do
+                return self.items(runs[0][0]) if runs else []
         rows = self._conn.execute(
             "SELECT item_id, item_hash, prediction, target, score, extra FROM items WHERE eval_id = ? "
             "ORDER BY item_id",
@@ -305,3 +311,35 @@ def _score_row(eval_id: int, run: EvalRun, score: Score) -> tuple[Any, ...]:
     if math.isnan(score.value):
         raise ValueError(f"score {score.metric!r} of {run.checkpoint!r} on {run.benchmark!r} is NaN")
     return (eval_id, score.metric, score.value, score.stderr, score.n, _dumps(score.meta))
+
+
+def _insert_eval(conn: sqlite3.Connection, run: EvalRun, scores: Iterable[Score], items: Iterable[ItemRecord]) -> int:
+    # The old run's scores and items go with it (ON DELETE CASCADE). `IS`: NULL-safe equality.
+    conn.execute(
+        "DELETE FROM eval_runs WHERE checkpoint = ? AND suite = ? AND benchmark = ? AND experiment IS ? "
+        "AND method IS ? AND seed IS ?",
+        (run.checkpoint, run.suite, run.benchmark, run.experiment, run.method, run.seed),
+    )
+    try:
+        cursor = conn.execute(
+            "INSERT INTO eval_runs (checkpoint, suite, benchmark, experiment, method, seed, meta, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run.checkpoint, run.suite, run.benchmark, run.experiment, run.method, run.seed, _dumps(run.meta),
+             _now()),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise ValueError(
+            f"eval of {run.checkpoint!r} names an unknown checkpoint or experiment "
+            "(add_checkpoint / add_experiment first)"
+        ) from exc
+    eval_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO scores (eval_id, metric, value, stderr, n, meta) VALUES (?, ?, ?, ?, ?, ?)",
+        (_score_row(eval_id, run, s) for s in scores),
+    )
+    conn.executemany(
+        "INSERT INTO items (eval_id, item_id, item_hash, prediction, target, score, extra) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ((eval_id, i.item_id, i.item_hash, i.prediction, i.target, i.score, _dumps(i.extra)) for i in items),
+    )
+    return eval_id
