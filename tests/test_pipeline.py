@@ -139,3 +139,14 @@ def test_experiments_sharing_a_results_dir_each_get_their_rows_without_re_evalua
     assert table.returncode == 0, table.stderr
     assert [line.split("|")[1].strip() for line in table.stdout.splitlines() if line.startswith("| ")][1:] == [
         "base", "vanilla", "l2"]
+
+    # a changed row: its new checkpoint's evals replace the old checkpoint's, so nothing is shadowed
+    second.write_text(yaml.safe_dump({**yaml.safe_load(second.read_text()),
+                                      "methods": ["vanilla", {"name": "l2", "options": {"lambda": 0.5}}]}))
+    rerun = run_atax("run", str(second), "--quiet", timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "several eval runs" not in rerun.stdout + rerun.stderr
+    with ResultsStore.open(tmp_path / "res") as store:
+        l2 = [r for r in store.scores(experiment="second", method="l2", metric="acc")]
+    assert sorted(r.benchmark for r in l2) == ["arc_challenge", "openbookqa"]
+    assert l2[0].checkpoint != runs[("second", "l2", "arc_challenge")].checkpoint

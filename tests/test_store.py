@@ -205,6 +205,21 @@ def test_labels_of_one_checkpoint_keep_their_own_runs(store: ResultsStore) -> No
     assert store.items(checkpoint="ckpt-a", benchmark="mmlu") == _items(2)  # labels share one evaluation
 
 
+def test_a_superseding_record_replaces_the_labels_runs_on_other_checkpoints(store: ResultsStore,
+                                                                            tmp_path: Path) -> None:
+    store.add_experiment("one", "{}")
+    store.add_checkpoint("ckpt-b", tmp_path / "b", "lora", "sha-b", {})
+    old = EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", 0)
+    other_row = EvalRun("ckpt-a", "knowledge", "mmlu", "one", "l2", 0)
+    store.record_evals([(old, [Score("acc", 0.4)], []), (other_row, [Score("acc", 0.3)], [])])
+    store.record_eval(EvalRun("ckpt-b", "knowledge", "mmlu", "one", "vanilla", 0), [Score("acc", 0.1)], [])
+    assert len(store.scores(method="vanilla")) == 2  # a plain record keeps both checkpoints' runs
+    (new,) = store.record_evals([(EvalRun("ckpt-b", "knowledge", "mmlu", "one", "vanilla", 0),
+                                  [Score("acc", 0.5)], [])], supersede=True)
+    assert [(r.eval_id, r.checkpoint, r.value) for r in store.scores(method="vanilla")] == [(new, "ckpt-b", 0.5)]
+    assert [r.value for r in store.scores(method="l2")] == [0.3]  # other labels are untouched
+
+
 def _pipeline_evals(store: ResultsStore, label: tuple, key: str, benchmarks: list[str]) -> list[int]:
     runs = [(EvalRun("ckpt-a", "knowledge", b, *label, {"eval_key": key, "eval_benchmarks": benchmarks}),
              [Score("acc", 0.1 * (i + 1), stderr=0.01, n=3)], _items(3, b)) for i, b in enumerate(benchmarks)]

@@ -37,6 +37,7 @@ class EvalRequest:
     method: str | None = None
     seed: int | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # added to every run's meta (the pipeline's eval_key)
+    supersede: bool = False  # the label's runs on other checkpoints go (pipeline rows; see record_evals)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def record(request: EvalRequest, target: EvalTarget, backend: str, backend_optio
     with ResultsStore.open(request.results_dir) as store:
         store.add_checkpoint(target.key, str(target.path or target.ref), target.kind, target.content_hash,
                              target.provenance)
-        store.record_evals(runs)
+        store.record_evals(runs, supersede=request.supersede)
 
 
 # Checkpoint kinds only the hf backend can run (vLLM serves plain and LoRA models).

@@ -107,7 +107,8 @@ def _eval(job: Job) -> dict[str, Any]:
     request = EvalRequest(
         target=spec["target"], suite=spec["suite"], suite_options=spec["suite_options"],
         backend=experiment.backend.name, backend_options=dict(experiment.backend.options), results_dir=results,
-        experiment=experiment.name, method=spec["row"], seed=spec.get("seed"), meta={"eval_key": spec["eval_key"]})
+        experiment=experiment.name, method=spec["row"], seed=spec.get("seed"), meta={"eval_key": spec["eval_key"]},
+        supersede=True)
     outcome = run_eval(request, SuiteContext())
     return {"target": outcome.target.key, "benchmarks": {r.benchmark: r.values() for r in outcome.results}}
 

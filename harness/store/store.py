@@ -138,14 +138,21 @@ class ResultsStore:
         """
         return self.record_evals([(run, scores, items)])[0]
 
-    def record_evals(self, runs: Iterable[tuple[EvalRun, Iterable[Score], Iterable[ItemRecord]]]) -> list[int]:
-        """record_eval for several runs (one suite's benchmarks) in one transaction: all or none."""
+    def record_evals(self, runs: Iterable[tuple[EvalRun, Iterable[Score], Iterable[ItemRecord]]],
+                     supersede: bool = False) -> list[int]:
+        """record_eval for several runs (one suite's benchmarks) in one transaction: all or none.
+
+        `supersede`: the label's runs on *other* checkpoints go too. The pipeline's labels are rows
+        of an experiment, and a row means the checkpoint it last produced: after a config change
+        the old checkpoint's runs would only shadow the new ones.
+        """
         with write_transaction(self._conn) as conn:
-            return [_insert_eval(conn, run, scores, items) for run, scores, items in runs]
+            return [_insert_eval(conn, run, scores, items, supersede) for run, scores, items in runs]
 
     def copy_evals(self, eval_key: str, experiment: str | None, method: str | None,
                    seed: int | None) -> list[int]:
-        """Give the eval runs recorded with meta `eval_key` a copy under another label; [] when none.
+        """Give the eval runs recorded with meta `eval_key` a copy under another label (superseding
+        that label's runs, as record_evals(supersede=True)); [] when there is nothing to copy.
 
         An eval's identity (checkpoint, suite, its options, backend) is `eval_key`; every label
         that names the same computation gets its own runs, scores and items, so each experiment's
@@ -170,7 +177,7 @@ class ResultsStore:
             for source_id, checkpoint, suite, benchmark, _, _, _, meta in sorted(group):
                 run = EvalRun(checkpoint, suite, benchmark, experiment, method, seed,
                               {**_loads(meta), "copied_from_eval": source_id})
-                new_id = _insert_eval(conn, run, (), ())
+                new_id = _insert_eval(conn, run, (), (), supersede=True)
                 conn.execute("INSERT INTO scores (eval_id, metric, value, stderr, n, meta) "
                              "SELECT ?, metric, value, stderr, n, meta FROM scores WHERE eval_id = ?",
                              (new_id, source_id))
@@ -313,12 +320,13 @@ def _score_row(eval_id: int, run: EvalRun, score: Score) -> tuple[Any, ...]:
     return (eval_id, score.metric, score.value, score.stderr, score.n, _dumps(score.meta))
 
 
-def _insert_eval(conn: sqlite3.Connection, run: EvalRun, scores: Iterable[Score], items: Iterable[ItemRecord]) -> int:
+def _insert_eval(conn: sqlite3.Connection, run: EvalRun, scores: Iterable[Score], items: Iterable[ItemRecord],
+                 supersede: bool = False) -> int:
     # The old run's scores and items go with it (ON DELETE CASCADE). `IS`: NULL-safe equality.
     conn.execute(
-        "DELETE FROM eval_runs WHERE checkpoint = ? AND suite = ? AND benchmark = ? AND experiment IS ? "
+        "DELETE FROM eval_runs WHERE (checkpoint = ? OR ?) AND suite = ? AND benchmark = ? AND experiment IS ? "
         "AND method IS ? AND seed IS ?",
-        (run.checkpoint, run.suite, run.benchmark, run.experiment, run.method, run.seed),
+        (run.checkpoint, supersede, run.suite, run.benchmark, run.experiment, run.method, run.seed),
     )
     try:
         cursor = conn.execute(
