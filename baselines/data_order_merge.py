@@ -39,5 +39,5 @@ class DataOrderMerge:
         from harness.merge.checkpoints import merge_checkpoints
 
         return merge_checkpoints(checkpoints, self.options.merge.name, ctx.out_dir, params=self.options.merge.params,
-                                 seed=ctx.seed, provenance={"method": "data_order_merge",
+                                 seed=ctx.seed, lora_rank=self.options.merge.lora_rank, provenance={"method": "data_order_merge",
                                                             "options": self.options.model_dump(mode="json")})

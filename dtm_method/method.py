@@ -78,5 +78,5 @@ class DTM:
                                    n_samples=o.fisher_samples)
                        for c, data in zip(checkpoints, ctx.runs_data, strict=True)]
         return merge_checkpoints(checkpoints, o.merge.name, ctx.out_dir, weights=o.weights, params=o.merge.params,
-                                 seed=ctx.seed, fishers=fishers,
+                                 seed=ctx.seed, fishers=fishers, lora_rank=o.merge.lora_rank,
                                  provenance={"method": "dtm", "options": o.model_dump(mode="json")})

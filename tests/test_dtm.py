@@ -101,16 +101,23 @@ def test_changing_only_the_merge_retrains_nothing(tmp_path):
     assert run_atax("train", "--config", experiment(tmp_path, k=2), "--method", "dtm", "--quiet").returncode == 0
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "res" / "runs").glob("*/checkpoint.json")}
     result = run_atax("train", "--config", experiment(tmp_path, k=2, merge={"name": "task_arithmetic",
-                                                                            "params": {"scale": 0.5}}),
+                                                                            "params": {"scale": 0.5},
+                                                                            "lora_rank": 8}),
                       "--method", "dtm", "--quiet")
     assert result.returncode == 0, result.stderr
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "res" / "runs").glob("*/checkpoint.json")} == stamps
+    manifest = json.loads((tmp_path / "res" / "checkpoints" / "dtm-seed0" / "checkpoint.json").read_text())
+    assert manifest["kind"] == "lora" and manifest["merge"]["lora_rank"] == 8
+    assert read_adapter(tmp_path / "res" / "checkpoints" / "dtm-seed0").rank == 8
 
 
 @pytest.mark.parametrize("options,message", [
     ({"k": 1}, "methods[0].options.k: must be >= 2 (got 1)"),
     ({"k": 3, "weights": [0.5, 0.5]}, "methods[0].options: weights: 2 given for k=3; give one per sub-model"),
     ({"merge": {"name": "slerp"}}, "methods[0].options.merge.name: unknown merge operator 'slerp'; known: average"),
+    ({"merge": {"name": "ensemble", "lora_rank": 8}},
+     "methods[0].options.merge: lora_rank: merge 'ensemble' is not re-factorised; remove lora_rank"),
+    ({"merge": {"name": "ties", "lora_rank": 0}}, "methods[0].options.merge.lora_rank: must be >= 1 (got 0)"),
     ({"dispersal": "hash"}, "methods[0].options.dispersal: must be one of 'random' or 'kmeans' (got 'hash')"),
 ])
 def test_bad_dtm_options(tmp_path, options, message):

@@ -31,9 +31,13 @@ def merge(
     seed: int = typer.Option(0, "--seed", help="Seed of random operators."),
     fisher_data: str | None = typer.Option(None, "--fisher-data",
                                            help="fisher: comma-separated training data file per checkpoint."),
+    lora_rank: int | None = typer.Option(None, "--lora-rank",
+                                         help="LoRA inputs: re-factorise the merged deltas into one LoRA of this "
+                                              "rank (truncated SVD, error recorded) instead of a dense model."),
     out: Path = typer.Option(..., "--out", help="Output checkpoint directory."),
 ) -> None:
-    """Merge CHECKPOINTS into one; LoRA stays LoRA for average, other operators write a dense model."""
+    """Merge CHECKPOINTS into one; LoRA stays LoRA for average (or any operator with --lora-rank), other
+    operators write a dense model."""
     from harness import registry
     from harness.checkpoint import Checkpoint
     from harness.merge.checkpoints import merge_checkpoints
@@ -49,7 +53,7 @@ def merge(
         params["resample"] = resample
     fishers = _fishers(loaded, fisher_data) if op == "fisher" else None
     merged = merge_checkpoints(loaded, op, out, weights=_floats(weights, "--weights"), params=params, seed=seed,
-                               fishers=fishers, provenance={"command": "atax merge"})
+                               fishers=fishers, provenance={"command": "atax merge"}, lora_rank=lora_rank)
     typer.echo(f"{merged.kind} checkpoint: {merged.path}")
 
 

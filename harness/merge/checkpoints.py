@@ -1,7 +1,8 @@
 """Merge checkpoints (LoRA adapters or dense models of one base) into one checkpoint.
 
 `average` of LoRA inputs stays a LoRA (exact, by concatenation); `lora_factor_average` too
-(approximate, as the DTM authors' code); every other operator writes a dense model.
+(approximate, as the DTM authors' code); every other operator writes a dense model, or, with
+`lora_rank`, a LoRA of that rank re-factorised by truncated SVD (error in the manifest).
 Incompatible inputs are refused before anything is written.
 """
 
@@ -29,8 +30,10 @@ LORA_OUTPUT_OPS = {"average": exact_average, "lora_factor_average": factor_avera
 def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path, *,
                       weights: Sequence[float] | None = None, params: dict[str, Any] | None = None, seed: int = 0,
                       fishers: Sequence[dict[str, Any]] | None = None,
-                      provenance: dict[str, Any] | None = None) -> Checkpoint:
+                      provenance: dict[str, Any] | None = None, lora_rank: int | None = None) -> Checkpoint:
     params = dict(params or {})
+    if lora_rank is not None:
+        _check_refactorable(checkpoints, op, lora_rank)
     if op == ENSEMBLE:
         from harness.merge.ensemble import make_ensemble
 
@@ -43,8 +46,11 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path,
                                                                              "fisher", "parameter_selection"))
         except ValueError as exc:
             raise UserError(f"--weights: {exc}") from None
-    key = content_key({"op": op, "weights": weights, "params": params, "seed": seed,
-                       "inputs": [c.manifest.get("run_key") or str(c.path) for c in checkpoints]})
+    identity = {"op": op, "weights": weights, "params": params, "seed": seed,
+                "inputs": [c.manifest.get("run_key") or str(c.path) for c in checkpoints]}
+    if lora_rank is not None:  # only when set: merges made before the option existed keep their keys
+        identity["lora_rank"] = lora_rank
+    key = content_key(identity)
     existing = find_complete(out_dir, key)
     if existing is not None:
         return existing
@@ -58,7 +64,7 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path,
                   "inputs": [{"path": str(c.path), "run_key": c.manifest.get("run_key")} for c in checkpoints]},
         "provenance": provenance or {},
     }
-    if op in LORA_OUTPUT_OPS:
+    if op in LORA_OUTPUT_OPS and lora_rank is None:
         if not all_lora:
             raise UserError(f"--op {op}: every input must be a LoRA checkpoint to stay a LoRA; "
                             "use task_arithmetic for dense inputs")
@@ -70,6 +76,9 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path,
     if op == "fisher" and fishers is None:
         raise UserError("--op fisher: needs each sub-model's Fisher; merge through a method or give --fisher-data")
     base_dir = resolve_model_dir(base["id"], base.get("revision"))
+    if lora_rank is not None:
+        return _write_refactored(out_dir, manifest, base_dir, lora_inputs, operator, lora_rank, weights, params,
+                                 seed, fishers)
 
     def payload(tmp: Path) -> None:
         manifest["merge"]["counts"] = merge_dense(base_dir, adapters, operator, tmp, weights=weights, params=params,
@@ -80,6 +89,36 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path,
         return write_checkpoint(out_dir, manifest, payload)
     except ValueError as exc:  # an operator's parameter check, e.g. density out of range
         raise UserError(f"--op {op}: {exc}") from None
+
+
+def _check_refactorable(checkpoints: Sequence[Checkpoint], op: str, lora_rank: int) -> None:
+    if lora_rank < 1:
+        raise UserError(f"--lora-rank: must be a positive rank (got {lora_rank})")
+    if op in (ENSEMBLE, "lora_factor_average"):
+        raise UserError(f"--lora-rank: --op {op} is not re-factorised; use it without --lora-rank")
+    for checkpoint in checkpoints:
+        if checkpoint.kind != "lora":
+            raise UserError(f"{checkpoint.path}: --lora-rank re-factorises merges of LoRA checkpoints only "
+                            f"(this one is {checkpoint.kind}); drop --lora-rank to write a dense model")
+
+
+def _write_refactored(out_dir: Path, manifest: dict[str, Any], base_dir: Path, adapters: Sequence[Adapter],
+                      operator: Any, lora_rank: int, weights: Sequence[float] | None, params: dict[str, Any],
+                      seed: int, fishers: Sequence[dict[str, Any]] | None) -> Checkpoint:
+    from harness.merge.refactor import merge_to_lora
+
+    def payload(tmp: Path) -> None:
+        try:
+            config, modules, report = merge_to_lora(base_dir, adapters, operator, lora_rank, weights=weights,
+                                                    params=params, seed=seed, fishers=fishers)
+        except ValueError as exc:  # an operator's parameter check, e.g. density out of range
+            raise UserError(f"--op {manifest['merge']['op']}: {exc}") from None
+        manifest["merge"]["lora_rank"] = lora_rank
+        manifest["merge"]["svd"] = report
+        write_adapter(tmp, config, modules)
+
+    manifest["kind"] = "lora"
+    return write_checkpoint(out_dir, manifest, payload)
 
 
 def _common_base(checkpoints: Sequence[Checkpoint]) -> dict[str, Any]:

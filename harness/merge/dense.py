@@ -16,7 +16,7 @@ import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,6 +31,14 @@ SHARD_BYTES = 2 * 1024 ** 3
 CHUNK_BUDGET = 1 << 22
 _COPY_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "tokenizer.model", "chat_template.jinja")
+
+
+class RowReader(Protocol):
+    def read_rows(self, name: str, start: int, stop: int) -> torch.Tensor: ...
+
+
+class RowSink(Protocol):
+    def write(self, name: str, chunk: torch.Tensor) -> None: ...
 
 
 class ModelFiles:
@@ -76,12 +84,12 @@ def merge_dense(base_dir: Path, inputs: Sequence[Adapter | Path], op: Callable[.
                 f"model-{index + 1:05d}-of-{len(shards):05d}.safetensors"
             writer = TensorWriter(Path(out_dir) / file_name, specs)
             for spec in specs:
-                changed = _rows_source(spec.name, inputs, dense)
+                changed = rows_sources(spec.name, inputs, dense)
                 if not any(changed):
                     counts["copied_tensors"] += 1
                 else:
                     counts["merged_tensors"] += 1
-                _write_tensor(writer, spec, base, changed, op, weights, params, seed, fishers, chunk_elements)
+                merge_tensor(writer, spec, base, changed, op, weights, params, seed, fishers, chunk_elements)
                 weight_map[spec.name] = file_name
             writer.close()
         if len(shards) > 1:
@@ -100,7 +108,7 @@ def merge_dense(base_dir: Path, inputs: Sequence[Adapter | Path], op: Callable[.
 RowsSource = Callable[[torch.Tensor, int, int], torch.Tensor] | None
 
 
-def _rows_source(name: str, inputs: Sequence[Adapter | Path], dense: dict[int, ModelFiles]) -> list[RowsSource]:
+def rows_sources(name: str, inputs: Sequence[Adapter | Path], dense: dict[int, ModelFiles]) -> list[RowsSource]:
     """Per input: a function (base rows, start, stop) -> θᵢ rows, or None where θᵢ = base."""
     sources: list[RowsSource] = []
     for i, source in enumerate(inputs):
@@ -114,7 +122,7 @@ def _rows_source(name: str, inputs: Sequence[Adapter | Path], dense: dict[int, M
     return sources
 
 
-def _write_tensor(writer: TensorWriter, spec: TensorSpec, base: ModelFiles, sources: list[RowsSource],
+def merge_tensor(writer: RowSink, spec: TensorSpec, base: RowReader, sources: list[RowsSource],
                   op: Callable[..., torch.Tensor], weights: Sequence[float] | None, params: dict[str, Any],
                   seed: int, fishers: Sequence[dict[str, torch.Tensor]] | None, chunk_elements: int) -> None:
     row_elements = max(1, spec.row_bytes // torch.empty((), dtype=spec.dtype).element_size())
@@ -135,7 +143,7 @@ def _write_tensor(writer: TensorWriter, spec: TensorSpec, base: ModelFiles, sour
         writer.write(spec.name, op(thetas, base=rows, weights=weights, seed=seed_for(seed, spec.name, chunk), **extra))
 
 
-def _threshold(spec: TensorSpec, base: ModelFiles, source: RowsSource, density: float, step: int) -> float:
+def _threshold(spec: TensorSpec, base: RowReader, source: RowsSource, density: float, step: int) -> float:
     """TIES' whole-tensor magnitude threshold of one input: |δ| gathered chunk by chunk into one
     float32 buffer, then an in-place partial sort (no second copy of the tensor)."""
     if source is None:
