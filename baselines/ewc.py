@@ -82,8 +82,12 @@ class EWCPenalty:
             names = [name for name, *_ in lora_modules(model)]
             fisher = base_fisher(self.ctx, self.options, names)
             if self.options.normalize:
-                mean = torch.cat([f.reshape(-1) for f in fisher.values()]).mean().clamp_min(1e-30)
-                fisher = {n: f / mean for n, f in fisher.items()}
+                # In name order and float64: a Fisher fresh from the computation and the same one
+                # read back from the cache (keys in another order) must give the same run, bit for bit.
+                total = sum(float(fisher[n].double().sum()) for n in sorted(fisher))
+                count = sum(fisher[n].numel() for n in fisher)
+                mean = max(total / count, 1e-30)
+                fisher = {n: (f.double() / mean).float() for n, f in fisher.items()}
             self._fisher = {n: f.to(self.ctx.device) for n, f in fisher.items()}
         return self._fisher
 

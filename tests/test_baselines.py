@@ -104,6 +104,12 @@ def test_ewc_trains_with_a_cached_base_fisher(tmp_path, monkeypatch):
     stamp = fisher_file.stat().st_mtime_ns
     train(tmp_path, [{"name": "ewc", "options": {**options, "lambda": 1.0}}])  # new run, same Fisher
     assert fisher_file.stat().st_mtime_ns == stamp
+    # The same run again elsewhere, now with the Fisher read from the cache: the same adapter, bit for bit.
+    (tmp_path / "again").mkdir()
+    again = train(tmp_path / "again", [{"name": "ewc", "options": options}])
+    assert again.checkpoint.path != result.checkpoint.path
+    assert (again.checkpoint.path / "adapter_model.safetensors").read_bytes() == \
+        (result.checkpoint.path / "adapter_model.safetensors").read_bytes()
 
 
 def test_replay_mixes_the_requested_ratio(tmp_path):
