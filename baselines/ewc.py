@@ -76,7 +76,6 @@ class EWCPenalty:
         self._fisher = fisher
 
     def fisher_for(self, model: Any) -> dict[str, torch.Tensor]:
-        import torch
 
         if self._fisher is None:
             names = [name for name, *_ in lora_modules(model)]

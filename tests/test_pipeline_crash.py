@@ -49,6 +49,32 @@ def eval_markers(results: Path) -> int:
                if json.loads(p.read_text())["job"].startswith("eval")) if (results / "jobs").is_dir() else 0
 
 
+KILLED_WORKERS: list[set[int]] = []  # per kill: the processes the killed run had started
+
+
+def descendants(root: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def run_until_killed(exp: Path, condition, timeout: float = 300) -> bool:
     """Start `atax run`, SIGKILL it once `condition()` holds; False if it finished first."""
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(exp), "--quiet"], stdout=subprocess.DEVNULL,
@@ -56,8 +82,14 @@ def run_until_killed(exp: Path, condition, timeout: float = 300) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if condition():
+            workers = descendants(proc.pid)  # the zygote and the job it forked
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            KILLED_WORKERS.append(workers)
+            gone_by = time.monotonic() + 10
+            while any(alive(pid) for pid in workers) and time.monotonic() < gone_by:
+                time.sleep(0.05)
+            assert not [pid for pid in workers if alive(pid)], "a worker outlived the killed run"
             return True
         time.sleep(0.05)
     proc.wait()
@@ -81,6 +113,7 @@ def test_killed_runs_resume_to_the_same_table(tmp_path):
         run_until_killed(exp, lambda: eval_markers(results) >= 1),      # right after an eval was stored
     ]
     assert kills[0], "the first run finished before it could be killed"
+    assert KILLED_WORKERS[0], "no worker process was running during the train job"  # and none outlived it
     final = run_atax("run", str(exp), "--quiet", timeout=900)
     assert final.returncode == 0, final.stderr
     assert (results / "report" / "table.md").read_text() == expected

@@ -1,4 +1,5 @@
-"""The local executor: one job at a time, each in a fresh subprocess (a GPU is reused job after job)."""
+"""The local executor: one job at a time, each in a fresh process (a GPU is reused job after job),
+forked from a warm parent that has the heavy libraries imported already."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from harness.pipeline.executors import run_in_subprocess
+from harness.pipeline.executors.warm import WarmProcesses
 from harness.pipeline.jobs import Job
 
 
@@ -15,11 +16,12 @@ class LocalOptions(BaseModel):
 
 
 class LocalExecutor:
-    description: ClassVar[str] = "One job at a time on this machine, each in a fresh subprocess."
+    description: ClassVar[str] = "One job at a time on this machine, each in a fresh process."
     Options: ClassVar[type[BaseModel]] = LocalOptions
 
     def __init__(self, options: LocalOptions | None = None, results_dir: Any = None) -> None:
         self._queue: list[Job] = []
+        self._processes = WarmProcesses()
 
     def submit(self, job: Job) -> Any:
         self._queue.append(job)
@@ -28,8 +30,8 @@ class LocalExecutor:
     def wait(self, handles: list[Any]) -> list[tuple[Any, bool, str | None]]:
         job = next(j for j in self._queue if j.key in handles)
         self._queue.remove(job)
-        ok, error = run_in_subprocess(job.to_json())
+        ok, error = self._processes.run(job.to_json())
         return [(job.key, ok, error)]
 
     def close(self) -> None:
-        pass
+        self._processes.close()
