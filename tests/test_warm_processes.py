@@ -31,6 +31,14 @@ def plan_jobs(directory) -> list[Job]:
     return [j for j in initial_jobs(experiment, base_spec(path, experiment.results_dir)) if j.kind == "plan"]
 
 
+@pytest.fixture(scope="module")
+def shared():
+    """One warm parent for the tests below that do not care which (a zygote start costs ~7 s)."""
+    processes = WarmProcesses()
+    yield processes
+    processes.close()
+
+
 @pytest.fixture
 def warm():
     processes = WarmProcesses()
@@ -38,7 +46,8 @@ def warm():
     processes.close()
 
 
-def test_jobs_run_in_children_of_one_zygote_with_a_fresh_process_result(tmp_path, warm):
+def test_jobs_run_in_children_of_one_zygote_with_a_fresh_process_result(tmp_path, shared):
+    warm = shared
     (tmp_path / "warm").mkdir()
     (tmp_path / "fresh").mkdir()
     jobs, fresh_jobs = plan_jobs(tmp_path / "warm"), plan_jobs(tmp_path / "fresh")
@@ -58,7 +67,8 @@ def test_jobs_run_in_children_of_one_zygote_with_a_fresh_process_result(tmp_path
         assert (tmp_path / "warm" / path).read_bytes() == (tmp_path / "fresh" / path).read_bytes()
 
 
-def test_a_failing_job_reports_its_last_stderr_line_as_a_fresh_process_does(tmp_path, warm):
+def test_a_failing_job_reports_its_last_stderr_line_as_a_fresh_process_does(tmp_path, shared):
+    warm = shared
     job = plan_jobs(tmp_path)[0]
     (tmp_path / "exp.yaml").write_text("name: [unclosed\n")  # the job's experiment is now unreadable
     error = warm.run(job.to_json())
@@ -66,16 +76,9 @@ def test_a_failing_job_reports_its_last_stderr_line_as_a_fresh_process_does(tmp_
     assert error[0] is False and error[1].startswith(f"{tmp_path / 'exp.yaml'}:")
 
 
-def test_a_changed_environment_gets_a_new_zygote(tmp_path, warm, monkeypatch):
-    jobs = plan_jobs(tmp_path)
-    assert warm.run(jobs[0].to_json()) == (True, None)
-    first = warm._zygote.pid
-    monkeypatch.setenv("ATAX_TEST_MARKER", "1")  # libraries read settings like HF_HUB_OFFLINE at import
-    assert warm.run(jobs[1].to_json()) == (True, None)
-    assert warm._zygote.pid != first
 
-
-def test_a_killed_zygote_is_replaced_and_the_job_still_runs(tmp_path, warm):
+def test_a_killed_zygote_is_replaced_and_the_job_still_runs(tmp_path, shared):
+    warm = shared
     jobs = plan_jobs(tmp_path)
     assert warm.run(jobs[0].to_json()) == (True, None)
     first = warm._zygote.pid
@@ -99,3 +102,19 @@ def test_a_zygote_that_cannot_start_falls_back_to_fresh_processes(tmp_path, warm
     assert warm.run(jobs[1].to_json()) == (True, None)
     assert warm._zygote is None  # no second attempt: every later job runs in a fresh interpreter
     assert outputs_of(tmp_path / "res", jobs[1].key) is not None
+
+
+def test_fresh_processes_on_request(tmp_path, warm, monkeypatch):
+    monkeypatch.setenv("ATAX_FRESH_PROCESSES", "1")
+    job = plan_jobs(tmp_path)[0]
+    assert warm.run(job.to_json()) == (True, None)
+    assert warm._zygote is None and outputs_of(tmp_path / "res", job.key) is not None
+
+
+def test_a_changed_environment_gets_a_new_zygote(tmp_path, warm, monkeypatch):
+    jobs = plan_jobs(tmp_path)
+    assert warm.run(jobs[0].to_json()) == (True, None)
+    first = warm._zygote.pid
+    monkeypatch.setenv("ATAX_TEST_MARKER", "1")  # libraries read settings like HF_HUB_OFFLINE at import
+    assert warm.run(jobs[1].to_json()) == (True, None)
+    assert warm._zygote.pid != first

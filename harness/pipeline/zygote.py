@@ -59,11 +59,17 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    # A CUDA runtime touched before fork() is unusable in the children; torch's NVML-based
+    # availability check does not touch it (libraries ask torch.cuda.is_available() on import).
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
     for name in PRELOAD:
         try:
             importlib.import_module(name)
         except ImportError:  # an optional extra; the job imports (and reports) it itself
             pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        sys.exit(3)  # before serving any job: the executor falls back to fresh interpreters
     reader = os.fdopen(requests, "r", encoding="utf-8")
     me = os.getpid()
     for line in reader:
