@@ -118,3 +118,12 @@ def test_a_changed_environment_gets_a_new_zygote(tmp_path, warm, monkeypatch):
     monkeypatch.setenv("ATAX_TEST_MARKER", "1")  # libraries read settings like HF_HUB_OFFLINE at import
     assert warm.run(jobs[1].to_json()) == (True, None)
     assert warm._zygote.pid != first
+
+
+def test_every_preloaded_module_exists():
+    import importlib
+
+    from harness.pipeline.zygote import PRELOAD
+
+    for name in PRELOAD:  # the zygote skips a failed import silently: a typo would cost every job ~6 s
+        importlib.import_module(name)

@@ -19,24 +19,16 @@ import os
 import sys
 from typing import TextIO
 
+from harness.pipeline.executors import die_with_parent
+
 # Imported before any fork. Only imports: no torch op may run here, so that no OpenMP pool or
 # CUDA context exists to be inherited half-alive by the children.
 PRELOAD = ("torch", "transformers", "peft", "lm_eval.evaluator", "harness.pipeline.steps",
            "harness.train.engine", "harness.evaluate.runner")
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def _child(request: dict[str, str], channel: TextIO, replies: int, parent: int) -> None:
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent:  # the zygote died between fork and prctl
         os._exit(1)
     channel.close()
@@ -52,7 +44,7 @@ def _child(request: dict[str, str], channel: TextIO, replies: int, parent: int) 
 
 
 def main() -> None:
-    _die_with_parent()
+    die_with_parent()
     # The request/reply channel gets private fds; 0 and 1 point at /dev/null so that nothing a
     # library prints can corrupt it.
     requests, replies = os.dup(0), os.dup(1)

@@ -14,7 +14,7 @@ from pathlib import Path
 from harness.pipeline.jobs import Job
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the worker gets SIGKILL when the process that started it dies (even by kill -9),
     so a killed `atax run` leaves no orphan writing results behind the next run's back."""
     try:
@@ -34,7 +34,7 @@ def run_in_subprocess(job_json: str) -> tuple[bool, str | None]:
         path = handle.name
     try:
         result = subprocess.run([sys.executable, "-m", "harness.pipeline.worker", path], capture_output=True,
-                                text=True, preexec_fn=_die_with_parent)
+                                text=True, preexec_fn=die_with_parent)
     finally:
         Path(path).unlink(missing_ok=True)
     if result.returncode == 0:

@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.pipeline.executors import _die_with_parent, run_in_subprocess
+from harness.pipeline.executors import die_with_parent, run_in_subprocess
 
 ZYGOTE_COMMAND = (sys.executable, "-m", "harness.pipeline.zygote")
 
@@ -61,7 +61,7 @@ class WarmProcesses:
         self._served = 0
         self._zygote = subprocess.Popen(list(ZYGOTE_COMMAND), stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                        env=environment, preexec_fn=_die_with_parent)
+                                        env=environment, preexec_fn=die_with_parent)
 
     def close(self) -> None:
         if self._zygote is None:
