@@ -235,3 +235,37 @@ def test_other_formats_columns_and_reference_rows_from_a_store(store_dir: Path) 
     assert bad.returncode == 2 and "no row 'nobody'" in bad.stderr
     empty = run_atax("table", "--results", str(store_dir.parent / "nothing-here"))
     assert empty.returncode == 2 and "no results.sqlite" in empty.stderr
+
+
+def test_a_benchmark_evaluated_without_usable_ratings_is_named_not_dropped(tmp_path: Path) -> None:
+    rows = {"vanilla": {"mmlu": 0.50}, "dtm": {"mmlu": 0.55}}
+    build_store(tmp_path, rows)
+    with ResultsStore.open(tmp_path) as store:
+        for key, row, seed, unusable in (("vanilla-seed0", "vanilla", 0, 80), ("dtm-seed0", "dtm", 0, 80),
+                                         ("dtm-seed1", "dtm", 1, 79)):
+            # A judged suite's run as stored when (nearly) every rating was unusable: no `rating` value.
+            run = EvalRun(key, "mt_bench", "mt_bench", EXPERIMENT, row, seed, {"primary_metric": "rating"})
+            scores = [Score("n_missing", float(unusable), None, 80)]
+            if unusable < 80:
+                scores.append(Score("rating", 7.0, None, 1, {"primary": True}))
+            store.record_eval(run, scores, [])
+        tables = build_tables(store, TableOptions(experiment=EXPERIMENT))
+    assert [t.layout for t in tables] == ["knowledge", "instruction"]
+    notes = tables[-1].notes
+    assert "No rating on mt_bench for vanilla, dtm (2 eval runs without one): 160 of 160 judgments had no usable " \
+           "rating; check the judge model and its prompts" in notes
+    assert tables[-1].row("dtm").cell("mt_bench").value == pytest.approx(7.0)  # seed 1's run is scored
+    result = run_atax("table", "--results", str(tmp_path), "--experiment", EXPERIMENT)
+    assert result.returncode == 0, result.stderr
+    assert "No rating on mt_bench for vanilla, dtm (2 eval runs without one)" in result.stdout
+
+
+def test_every_row_without_a_score_is_said_briefly(tmp_path: Path) -> None:
+    build_store(tmp_path, {"vanilla": {"mmlu": 0.50}})
+    with ResultsStore.open(tmp_path) as store:
+        for seed in (0, 1, 2):
+            store.record_eval(EvalRun(f"vanilla-seed{seed}", "vicuna_bench", "vicuna_bench", EXPERIMENT, "vanilla",
+                                      seed, {"primary_metric": "rating"}), [Score("n_missing", 80.0, None, 80)], [])
+        (table,) = build_tables(store, TableOptions(experiment=EXPERIMENT))
+    assert table.notes[-1] == ("No rating on vicuna_bench for any row (3 eval runs without one): 240 of 240 "
+                               "judgments had no usable rating; check the judge model and its prompts")

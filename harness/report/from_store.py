@@ -15,7 +15,7 @@ from harness.errors import UserError
 from harness.report.table import LAYOUTS, Cell, Column, Row, Table, normalize
 from harness.stats.compare import cell_test
 from harness.stats.corrections import adjust
-from harness.stats.joins import RunRef, primary_runs
+from harness.stats.joins import RunRef, UnscoredRun, primary_runs, unscored_runs
 from harness.store import ResultsStore
 
 # Rows in the paper's order; anything else follows alphabetically (variants after their method).
@@ -77,7 +77,31 @@ def build_tables(store: ResultsStore, options: TableOptions | None = None) -> li
         plan = _layout_plan(runs, options)
         if not plan:
             raise UserError(f"{store.path}: none of the requested benchmarks has scores")
-        return [build_table(store, runs, columns, layout, options) for layout, columns in plan]
+        tables = [build_table(store, runs, columns, layout, options) for layout, columns in plan]
+        every_row = {row.name for table in tables for row in table.rows}
+        scored = {r.benchmark for r in runs}
+        tables[-1].notes += unscored_notes(unscored_runs(store, experiment=options.experiment), every_row, scored)
+        return tables
+
+
+def unscored_notes(unscored: list[UnscoredRun], every_row: set[str], scored: set[str]) -> list[str]:
+    """Say why a benchmark that was evaluated has no cells (e.g. a judge whose every rating was
+    unusable), instead of leaving it out without a word."""
+    by_benchmark: dict[str, list[UnscoredRun]] = defaultdict(list)
+    for run in unscored:
+        by_benchmark[run.benchmark].append(run)
+    notes = []
+    for benchmark, runs in sorted(by_benchmark.items()):
+        rows = sorted({r.row for r in runs}, key=row_sort_key)
+        which = "any row" if benchmark not in scored and set(rows) >= every_row else ", ".join(rows)
+        why = ""
+        if all(r.unusable is not None and r.judged for r in runs):
+            unusable = sum(r.unusable or 0 for r in runs)
+            judged = sum(r.judged or 0 for r in runs)
+            why = f": {unusable:g} of {judged} judgments had no usable rating; check the judge model and its prompts"
+        notes.append(f"No {runs[0].metric} on {benchmark} for {which} "
+                     f"({len(runs)} eval run{'s' if len(runs) > 1 else ''} without one){why}")
+    return notes
 
 
 def build_table(store: ResultsStore, runs: list[RunRef], columns: list[Column], layout: str,

@@ -74,6 +74,33 @@ def primary_runs(store: ResultsStore, *, experiment: str | None = None,
     return runs
 
 
+@dataclass(frozen=True)
+class UnscoredRun:
+    """An eval run that declares a primary metric it has no value for: a table has no cell for it."""
+
+    row: str
+    seed: int | None
+    benchmark: str
+    metric: str
+    unusable: float | None  # judgments without a usable rating (judged suites), of `judged`
+    judged: int | None
+
+
+def unscored_runs(store: ResultsStore, *, experiment: str | None = None) -> list[UnscoredRun]:
+    by_eval: dict[int, list[ScoreRow]] = defaultdict(list)
+    for row in store.scores(experiment=experiment):
+        by_eval[row.eval_id].append(row)
+    found = []
+    for _, rows in sorted(by_eval.items()):
+        if _primary(rows) is not None:
+            continue
+        first, missing = rows[0], next((r for r in rows if r.metric == "n_missing"), None)
+        metric = first.run_meta.get("primary_metric") or first.run_meta.get("primary") or "score"
+        found.append(UnscoredRun(first.method or first.checkpoint, first.seed, first.benchmark, str(metric),
+                                 missing.value if missing else None, missing.n if missing else None))
+    return found
+
+
 def runs_named(runs: Sequence[RunRef], name: str, benchmark: str) -> list[RunRef]:
     """The runs of method (row) or checkpoint `name` on `benchmark`, by seed."""
     found = [r for r in runs if r.benchmark == benchmark and name in (r.row, r.checkpoint)]
