@@ -177,6 +177,14 @@ def test_data_order_merge_sees_the_same_samples_in_different_orders(tmp_path):
     merged = result.checkpoint.manifest
     assert merged["kind"] == "dense" and merged["merge"]["op"] == "parameter_selection"
     assert merged["merge"]["params"] == {"resample": True}
+    # The same runs merged into one servable LoRA of rank 8 instead: nothing retrained.
+    stamps = {r.path: (r.path / "checkpoint.json").stat().st_mtime_ns for r in result.runs}
+    options = {"k": 3, "merge": {"name": "parameter_selection", "params": {"resample": True}, "lora_rank": 8}}
+    as_lora = train(tmp_path, [{"name": "data_order_merge", "options": options}])
+    assert {r.path: (r.path / "checkpoint.json").stat().st_mtime_ns for r in as_lora.runs} == stamps
+    manifest = as_lora.checkpoint.manifest
+    assert manifest["kind"] == "lora" and manifest["merge"]["lora_rank"] == 8
+    assert 0 < manifest["merge"]["svd"]["relative_error"] < 1  # parameter selection is not low-rank
 
 
 def test_scaled_vanilla_reuses_vanilla_and_interpolates(tmp_path):

@@ -104,8 +104,14 @@ def test_a_zygote_that_cannot_start_falls_back_to_fresh_processes(tmp_path, warm
     assert outputs_of(tmp_path / "res", jobs[1].key) is not None
 
 
-def test_fresh_processes_on_request(tmp_path, warm, monkeypatch):
-    monkeypatch.setenv("ATAX_FRESH_PROCESSES", "1")
+@pytest.mark.parametrize("why", ["requested", "not_linux"])
+def test_fresh_processes_on_request_or_off_linux(tmp_path, warm, monkeypatch, why):
+    import sys
+
+    if why == "requested":
+        monkeypatch.setenv("ATAX_FRESH_PROCESSES", "1")
+    else:
+        monkeypatch.setattr(sys, "platform", "darwin")
     job = plan_jobs(tmp_path)[0]
     assert warm.run(job.to_json()) == (True, None)
     assert warm._zygote is None and outputs_of(tmp_path / "res", job.key) is not None

@@ -1,6 +1,6 @@
 """Run jobs as children of a warm zygote process (harness.pipeline.zygote) instead of fresh
 interpreters: the same fresh process per job, without paying the heavy imports every time.
-ATAX_FRESH_PROCESSES=1 starts a fresh interpreter per job instead."""
+ATAX_FRESH_PROCESSES=1, or any OS but Linux, starts a fresh interpreter per job instead."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ class WarmProcesses:
         self._broken = False  # a zygote died before serving a job: it cannot start here
 
     def run(self, job_json: str) -> tuple[bool, str | None]:
-        if self._broken or os.environ.get("ATAX_FRESH_PROCESSES") == "1":
+        # Linux only: macOS aborts some forked children of a process that loaded its frameworks,
+        # and only Linux lets the zygote's children die with it (PR_SET_PDEATHSIG).
+        if self._broken or not sys.platform.startswith("linux") or os.environ.get("ATAX_FRESH_PROCESSES") == "1":
             return run_in_subprocess(job_json)
         return self._run_warm(job_json)
 
