@@ -260,3 +260,11 @@ def test_judge_serve_starts_a_local_judge_for_the_run(tmp_path: Path) -> None:
     with ResultsStore.open(tmp_path) as store:
         assert count_judgments(store, "tiny-judge") == 2  # both answers were sent to the served judge
     assert result.meta["judge"]["serve"] == TINY and result.meta["judge_requests_sent"] == 2
+
+
+def test_a_judge_serve_model_that_does_not_exist_is_one_line_naming_the_option(tmp_path: Path) -> None:
+    options = {"questions": "builtin:toy-vicuna-bench", "judge_serve": str(tmp_path / "no-judge"),
+               "judge_model": "tiny-judge", "max_new_tokens": 2, "limit": 1}
+    with pytest.raises(UserError) as info:
+        run_eval(EvalRequest(TINY, "vicuna_bench", options, "hf", {}, tmp_path))
+    assert str(info.value).startswith(f"judge_serve: '{tmp_path / 'no-judge'}' is neither a directory nor a hub id")

@@ -27,17 +27,13 @@ def serve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-request log lines."),
 ) -> None:
     """Serve CHECKPOINT_OR_MODEL at http://HOST:PORT/v1 (chat completions) until interrupted."""
-    from harness.evaluate.backends.hf import HFBackend
-    from harness.evaluate.chat_server import ChatModel, ChatServer
-    from harness.evaluate.runner import validate_options
-    from harness.evaluate.target import resolve_target
+    from harness.evaluate.chat_server import ChatServer, load_chat_model
 
-    options = validate_options(HFBackend, {"dtype": dtype, "device": device, "batch_size": 1}, "atax serve")
     if not is_loopback(host) and not api_key:
         sys.stderr.write(f"warning: serving on {host} without --api-key: anyone who reaches it can use the model\n")
-    model = HFBackend().make_lm(resolve_target(target), options, {})
+    model = load_chat_model(target, served_model_name or target, max_tokens, dtype=dtype, device=device)
     try:
-        server = ChatServer((host, port), ChatModel(model, served_model_name or target, max_tokens), api_key, quiet)
+        server = ChatServer((host, port), model, api_key, quiet)
     except OSError as exc:
         raise UserError(f"--port {port}: cannot listen on {host}:{port} ({exc.strerror or exc}); "
                         "choose another port") from None

@@ -74,6 +74,17 @@ class ChatModel:
                 "finish_reason": "stop" if stopped or len(new) < max_tokens else "length"}
 
 
+def load_chat_model(target: str, served_name: str, max_tokens: int, *, dtype: str = "auto",
+                    device: str | None = None, where: str = "atax serve") -> ChatModel:
+    """`target` loaded through the hf backend (adapter, dtype and device applied), ready to serve."""
+    from harness.evaluate.backends.hf import HFBackend
+    from harness.evaluate.runner import validate_options
+    from harness.evaluate.target import resolve_target
+
+    options = validate_options(HFBackend, {"dtype": dtype, "device": device, "batch_size": 1}, where)
+    return ChatModel(HFBackend().make_lm(resolve_target(target), options, {}), served_name, max_tokens)
+
+
 def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
     system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
     rest = [dict(m) for m in messages if m["role"] != "system"]

@@ -1,7 +1,9 @@
-"""Start `atax serve MODEL` on a free loopback port for as long as a block runs.
+"""Serve a chat model on a free loopback port for as long as a block runs.
 
-The judged suites use it when an experiment says `judge_serve: MODEL` (CPU tests, the quick
-start, users without an API); tests use it to exercise the real HTTP path.
+`served_here`: the server of `atax serve` on a thread of this process; the judged suites use it
+when an experiment says `judge_serve: MODEL` (CPU tests, the quick start, users without an API).
+The judge client still talks to it over real HTTP. `served`: `atax serve MODEL` as a separate
+process, for tests of the command itself.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -67,3 +70,27 @@ def served(model: str, *args: str, env: dict[str, str] | None = None, timeout_s:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def served_here(model: str, served_model_name: str, max_tokens: int) -> Iterator[str]:
+    """Yield the API base (http://127.0.0.1:PORT/v1) of MODEL served from a thread of this process.
+
+    In process rather than `atax serve` in a subprocess: a second interpreter spends ~5 s
+    importing torch and transformers before it answers, once per judged eval job.
+    """
+    from harness.evaluate.chat_server import ChatServer, load_chat_model
+
+    try:
+        chat_model = load_chat_model(model, served_model_name, max_tokens, where="judge_serve")
+    except UserError as exc:  # its message names the CLI argument; here the option is what to fix
+        raise UserError(f"judge_serve: {str(exc).removeprefix('CHECKPOINT_OR_MODEL: ')}") from None
+    server = ChatServer(("127.0.0.1", 0), chat_model, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, name="atax-judge-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -224,8 +224,7 @@ def _judge_endpoint(options: JudgedOptions) -> Iterator[str]:
     if options.judge_serve is None:
         yield str(options.judge_url)
         return
-    from harness.evaluate.local_judge import served
+    from harness.evaluate.local_judge import served_here
 
-    with served(options.judge_serve, "--served-model-name", options.judge_model,
-                "--max-tokens", str(options.judge_max_tokens)) as url:
+    with served_here(options.judge_serve, options.judge_model, options.judge_max_tokens) as url:
         yield url
