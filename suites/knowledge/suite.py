@@ -128,23 +128,26 @@ class KnowledgePlan:
 
         from suites.knowledge.code_metric import preload_lm_eval_code_modules
         from suites.knowledge.derive import write_task_dir
+        from suites.knowledge.download_counts import no_download_counts
 
         if any(s.benchmark.code for s in sources):
             preload_lm_eval_code_modules()
         task_dir = write_task_dir(sources)
         manager = TaskManager(include_defaults=False, include_path=str(task_dir))
         objects, tasks = [], {}
-        for source in sources:
-            bench = source.benchmark
-            ctx.log(f"{bench.name}: loading {data_meta[bench.name]['source']}")
-            try:
-                loaded = manager.load([bench.task])
-            except UserError:
-                raise
-            except Exception as exc:  # datasets / lm-eval raise many types for unreachable or malformed data
-                raise UserError(_load_error(bench.name, options.data_dir, exc)) from exc
-            objects.append(loaded["groups"][bench.task] if bench.task in loaded["groups"] else loaded["tasks"][bench.task])
-            tasks.update({name: bench.name for name in source.subtask_names()})
+        with no_download_counts(local_data=options.data_dir is not None):
+            for source in sources:
+                bench = source.benchmark
+                ctx.log(f"{bench.name}: loading {data_meta[bench.name]['source']}")
+                try:
+                    loaded = manager.load([bench.task])
+                except UserError:
+                    raise
+                except Exception as exc:  # datasets / lm-eval raise many types for unreachable or malformed data
+                    raise UserError(_load_error(bench.name, options.data_dir, exc)) from exc
+                objects.append(loaded["groups"][bench.task] if bench.task in loaded["groups"]
+                               else loaded["tasks"][bench.task])
+                tasks.update({name: bench.name for name in source.subtask_names()})
         return cls(tasks, options, sources, objects, task_dir, manager, data_meta)
 
     def run(self, lm: LM, ctx: SuiteContext) -> list[BenchmarkResult]:
