@@ -58,14 +58,19 @@ def _primary(rows: list[ScoreRow]) -> ScoreRow | None:
     return min(rows, key=lambda r: r.metric)
 
 
-def primary_runs(store: ResultsStore, *, experiment: str | None = None,
-                 benchmark: str | None = None) -> list[RunRef]:
-    """Every eval run (of `experiment`, on `benchmark`, if given) with its primary score, by eval id."""
+def _scores_by_eval(store: ResultsStore, experiment: str | None,
+                    benchmark: str | None) -> list[tuple[int, list[ScoreRow]]]:
     by_eval: dict[int, list[ScoreRow]] = defaultdict(list)
     for row in store.scores(experiment=experiment, benchmark=benchmark):
         by_eval[row.eval_id].append(row)
+    return sorted(by_eval.items())
+
+
+def primary_runs(store: ResultsStore, *, experiment: str | None = None,
+                 benchmark: str | None = None) -> list[RunRef]:
+    """Every eval run (of `experiment`, on `benchmark`, if given) with its primary score, by eval id."""
     runs = []
-    for eval_id, rows in sorted(by_eval.items()):
+    for eval_id, rows in _scores_by_eval(store, experiment, benchmark):
         p = _primary(rows)
         if p is None:
             continue
@@ -79,7 +84,6 @@ class UnscoredRun:
     """An eval run that declares a primary metric it has no value for: a table has no cell for it."""
 
     row: str
-    seed: int | None
     benchmark: str
     metric: str
     unusable: float | None  # judgments without a usable rating (judged suites), of `judged`
@@ -87,16 +91,13 @@ class UnscoredRun:
 
 
 def unscored_runs(store: ResultsStore, *, experiment: str | None = None) -> list[UnscoredRun]:
-    by_eval: dict[int, list[ScoreRow]] = defaultdict(list)
-    for row in store.scores(experiment=experiment):
-        by_eval[row.eval_id].append(row)
     found = []
-    for _, rows in sorted(by_eval.items()):
+    for _, rows in _scores_by_eval(store, experiment, None):
         if _primary(rows) is not None:
             continue
         first, missing = rows[0], next((r for r in rows if r.metric == "n_missing"), None)
         metric = first.run_meta.get("primary_metric") or first.run_meta.get("primary") or "score"
-        found.append(UnscoredRun(first.method or first.checkpoint, first.seed, first.benchmark, str(metric),
+        found.append(UnscoredRun(first.method or first.checkpoint, first.benchmark, str(metric),
                                  missing.value if missing else None, missing.n if missing else None))
     return found
 
