@@ -18,6 +18,7 @@ from harness.analyze.sweep import sweep_rows
 from harness.config import load_experiment
 from harness.errors import UserError
 from harness.pipeline.jobs import Job
+from harness.pipeline.report import report_dir
 from harness.train.runner import method_data
 
 TRAINING = {"batch_size": 8, "max_seq_len": 160, "max_steps": 1, "scheduler": {"warmup_steps": 1}}
@@ -114,17 +115,17 @@ def test_run_trains_each_size_and_draws_the_curve(tmp_path: Path, monkeypatch: p
     assert sorted(manifests) == ["vanilla@0.25", "vanilla@0.5", "vanilla@1"]
     assert [manifests[f"vanilla@{f:g}"]["data"]["n_records"] for f in fractions] == [10, 20, 40]
     assert manifests["vanilla@0.5"]["provenance"]["sweep"]["data_fraction"] == 0.5
-    points = json.loads((results / "report" / "data-size-sweep.json").read_text())["points"]
+    points = json.loads((report_dir(results, "sweep") / "data-size-sweep.json").read_text())["points"]
     assert sorted((p["benchmark"], p["method"], p["size"]) for p in points) == [
         (b, m, f) for b in ("arc_challenge", "openbookqa") for m, f in [("base", 0), *(("vanilla", f) for f in fractions)]]
     assert all(p["ci_low"] <= p["score"] <= p["ci_high"] for p in points)
-    assert {p.name for p in (results / "report" / "figures").iterdir()} >= {
+    assert {p.name for p in (report_dir(results, "sweep") / "figures").iterdir()} >= {
         "data-size-sweep.png", "data-size-sweep.pdf", "alignment-tax-curve.png"}
     redraw = run_atax("analyze", "sweep", "--config", str(path))
     assert redraw.returncode == 0, redraw.stderr
     assert (results / "analysis" / "sweep" / "figures" / "data-size-sweep.png").is_file()
     caption = "Score vs. amount of instruction data, per benchmark"
-    assert caption in (results / "report" / "index.html").read_text()  # the run's leaderboard shows it
+    assert caption in (report_dir(results, "sweep") / "index.html").read_text()  # the run's leaderboard shows it
     page = run_atax("report", "--results", str(results), "--out", str(tmp_path / "page"), "--sweep-config", str(path))
     assert page.returncode == 0, page.stderr
     assert caption in (tmp_path / "page" / "index.html").read_text()

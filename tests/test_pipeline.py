@@ -139,6 +139,17 @@ def test_experiments_sharing_a_results_dir_each_get_their_rows_without_re_evalua
     assert table.returncode == 0, table.stderr
     assert [line.split("|")[1].strip() for line in table.stdout.splitlines() if line.startswith("| ")][1:] == [
         "base", "vanilla", "l2"]
+    # each experiment has its own report, and a no-op rerun of the first prints the first's table
+    assert (tmp_path / "res" / "reports" / "first" / "index.html").is_file()
+    assert (tmp_path / "res" / "reports" / "second" / "index.html").is_file()
+    again = run_atax("run", str(first), "--quiet", timeout=600)
+    assert again.returncode == 0, again.stderr
+    rows = [line.split("|")[1].strip() for line in again.stdout.splitlines() if line.startswith("| ")][1:]
+    assert rows[:2] == ["base", "vanilla"] and "l2" not in rows
+    compare = run_atax("compare", "vanilla", "base", "--benchmark", "arc_challenge", "--results",
+                       str(tmp_path / "res"))
+    assert compare.returncode == 0, compare.stderr
+    assert "over 2 run" not in compare.stdout  # the copy in `second` is not a second run of seed 0
 
     # a changed row: its new checkpoint's evals replace the old checkpoint's, so nothing is shadowed
     second.write_text(yaml.safe_dump({**yaml.safe_load(second.read_text()),

@@ -102,7 +102,7 @@ def test_killed_runs_resume_to_the_same_table(tmp_path):
     crash_dir.mkdir()
     reference = run_atax("run", str(write_experiment(reference_dir)), "--quiet", timeout=900)
     assert reference.returncode == 0, reference.stderr
-    expected = (reference_dir / "res" / "report" / "table.md").read_text()
+    expected = (reference_dir / "res" / "reports" / "crash" / "table.md").read_text()
     assert "| vanilla |" in expected and "| base |" in expected
 
     exp = write_experiment(crash_dir)
@@ -116,5 +116,5 @@ def test_killed_runs_resume_to_the_same_table(tmp_path):
     assert KILLED_WORKERS[0], "no worker process was running during the train job"  # and none outlived it
     final = run_atax("run", str(exp), "--quiet", timeout=900)
     assert final.returncode == 0, final.stderr
-    assert (results / "report" / "table.md").read_text() == expected
+    assert (results / "reports" / "crash" / "table.md").read_text() == expected
     assert not list(results.rglob(".*.tmp-*"))  # no half-written output left behind

@@ -69,21 +69,27 @@ def run(
     name = executor or experiment.executor.name
     options = experiment.executor.options if executor in (None, experiment.executor.name) else {}
     runner = _executor(name, dict(options), results_dir)
-    display = RunDisplay(quiet)
+    display = RunDisplay(quiet, log_path=results_dir / "run.log")
     try:
         graph = run_graph(experiment, experiment_file.resolve(), results_dir, runner, selected, keep_going,
                           display.on_event)
     finally:
         runner.close()
         display.close()
-    table = results_dir / "report" / "table.md"
-    if table.is_file():
-        typer.echo(table.read_text(encoding="utf-8"))
-        typer.echo(f"report: {results_dir / 'report'}")
+    _print_report(experiment, results_dir, graph)
     if graph.failed:
         for key, error in graph.failed.items():
             typer.echo(f"failed: {graph.jobs[key].label}: {error.splitlines()[0]}", err=True)
         raise typer.Exit(1)
+
+
+def _print_report(experiment, results_dir: Path, graph) -> None:
+    """This experiment's own table, from the store (another experiment sharing the directory has its own)."""
+    from harness.pipeline.report import report_dir, table_markdown
+
+    if any(graph.jobs[key].kind == "report" for key in graph.done):
+        typer.echo(table_markdown(experiment, results_dir))
+        typer.echo(f"report: {report_dir(results_dir, experiment.name)}")
 
 
 def status(

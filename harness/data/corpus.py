@@ -56,6 +56,9 @@ def _row_docs(path: Path, field: str) -> list[str]:
 def _hub_docs(source: str, n_docs: int, field: str, min_chars: int) -> list[TextRecord]:
     import datasets
 
+    from harness.hub import go_offline_if_unreachable
+
+    go_offline_if_unreachable()
     try:
         stream = datasets.load_dataset(source, split="train", streaming=True)
         docs = []

@@ -150,6 +150,9 @@ def _json_array_rows(path: Path, data: bytes) -> Iterator[tuple[str, Any]]:
 def _hub_rows(ref: str, split: str) -> Iterator[tuple[str, Any]]:
     import datasets
 
+    from harness.hub import go_offline_if_unreachable
+
+    go_offline_if_unreachable()
     try:
         dataset = datasets.load_dataset(ref, split=split)
     except Exception as exc:  # the hub's errors are many; the user needs one line and a way out

@@ -22,7 +22,9 @@ ul.notes { font-size: 0.8rem; color: #555; }
 .matrix td.better { background: #d7f5dd; } .matrix td.worse { background: #fbdcdc; } .matrix td.self { background: #f3f3f3; }
 .figure { margin: 1rem 0; } .figure img { max-width: 100%; border: 1px solid #eee; }
 .meta { color: #555; font-size: 0.85rem; } code { font-size: 0.85em; }
-table.provenance td { text-align: left; max-width: 28rem; overflow-wrap: anywhere; }
+table.provenance td { text-align: left; max-width: 28rem; overflow-wrap: break-word; hyphens: manual; }
+.scroll { overflow-x: auto; max-width: 100%; } details { margin: 0.3rem 0 0.8rem; } summary { cursor: pointer; color: #555; }
+ul.pairs { font-size: 0.9rem; margin: 0.3rem 0; }
 """
 
 JS = r"""

@@ -77,21 +77,33 @@ def _yerr(points: Sequence[Any]) -> list[list[float]] | None:
 
 def bar_chart(panels: Mapping[str, Sequence[BarPoint]], out_base: Path, ylabel: str = "score",
               title: str = "") -> list[Path]:
-    """One panel per benchmark: a bar per method with its 95% confidence interval."""
+    """One panel per benchmark: a horizontal bar per method with its 95% confidence interval.
+
+    Bars start at 0, so equal scores are equal bars (a floor at the minimum would draw nothing for
+    a benchmark every method aces) and differences are not exaggerated; method names sit on the
+    y-axis, where long names stay readable.
+    """
     names = [n for n, pts in panels.items() if pts]
     cols = min(3, max(1, len(names)))
     rows = max(1, math.ceil(len(names) / cols))
-    fig = new_figure(4.2 * cols, 3.2 * rows)
+    n_methods = max((len(panels[n]) for n in names), default=1)
+    fig = new_figure(4.6 * cols, (0.32 * n_methods + 1.1) * rows)
     for index, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, index + 1)
         pts = list(panels[name])
-        ax.bar(range(len(pts)), [p.score for p in pts], yerr=_yerr(pts), capsize=3, color="#4C72B0")
-        ax.set_xticks(range(len(pts)), [p.method for p in pts], rotation=45, ha="right", fontsize=8)
-        ax.set_title(name)
-        ax.set_ylabel(ylabel)
-        lows = [p.ci_low if p.ci_low is not None else p.score for p in pts]
-        floor = min(lows)
-        ax.set_ylim(bottom=max(0.0, floor - 0.15 * (max(p.score for p in pts) - floor + 1e-9) - 1e-9))
+        ys = range(len(pts))
+        xerr = _yerr(pts)
+        ax.barh(ys, [p.score for p in pts], xerr=xerr, capsize=2, color="#4C72B0", height=0.7)
+        ax.set_yticks(ys, [p.method for p in pts], fontsize=8)
+        ax.invert_yaxis()  # the table's order, top to bottom
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(ylabel, fontsize=8)
+        highs = [p.ci_high if p.ci_high is not None else p.score for p in pts]
+        top = max(highs + [p.score for p in pts])
+        ax.set_xlim(0, top * 1.18 if top > 0 else 1.0)
+        for y, p in zip(ys, pts, strict=True):
+            ax.annotate(f"{p.score:.1f}" if abs(p.score) >= 10 else f"{p.score:.2f}", (p.score, y),
+                        xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
     if title:
         fig.suptitle(title)
     return save(fig, out_base)

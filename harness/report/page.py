@@ -62,7 +62,8 @@ def write_report(results_dir: Path, out: Path, options: ReportOptions | None = N
             body = [_header(results_dir, options)]
             for table in tables:
                 body.append(f"<h2>{html.escape(table.title or 'Results')}</h2>")
-                body.append(to_html(table, table_id=f"table-{table.layout}", caption=False))
+                body.append('<div class="scroll">' + to_html(table, table_id=f"table-{table.layout}", caption=False)
+                            + "</div>")
                 _write_table_files(table, tmp / "tables", table.layout)
             body += sections
             body.append(_matrices(store, tables, options))
@@ -160,12 +161,14 @@ def _figures(store: ResultsStore, tables: list[Table], root: Path,
 
 
 def _matrices(store: ResultsStore, tables: list[Table], options: ReportOptions) -> str:
-    """Per benchmark: every pair of methods, the table's test (see harness.stats.compare), Holm across the pairs."""
+    """Per benchmark: every pair of methods, the table's test (see harness.stats.compare), Holm across
+    the pairs. Shown compactly: the pairs that differ significantly, with the full matrix folded
+    away (a 12x12 matrix per benchmark would be most of the page and wider than it)."""
     parts = ["<h2>Significance per benchmark</h2>",
-             f'<p class="meta">Cell (row, column): adjusted p-value of row vs. column; green: row significantly '
-             f"better, red: worse (alpha = {options.alpha:g}, {options.correction} correction across the pairs of "
-             "each benchmark). McNemar's exact test for 0/1 items, Wilcoxon signed-rank for graded items, Welch's "
-             "t on seed scores where both have >= 3 seeds.</p>"]
+             f'<p class="meta">Pairs whose difference is significant (alpha = {options.alpha:g}, '
+             f"{options.correction} correction across the pairs of each benchmark): McNemar's exact test for 0/1 "
+             "items, Wilcoxon signed-rank for graded items, Welch's t on seed scores where both have >= 3 seeds. "
+             "Open a benchmark's matrix for every pair's adjusted p-value.</p>"]
     for table in tables:
         for column in table.columns:
             rows = [r for r in table.rows if not r.reference and r.provenance.get("runs", {}).get(column.key)]
@@ -183,10 +186,27 @@ def _matrices(store: ResultsStore, tables: list[Table], options: ReportOptions) 
             adjusted = dict(zip([(a.name, b.name) for a, b in pairs], adjust(ps, options.correction), strict=True)) \
                 if ps else {}
             parts.append(f"<h3>{html.escape(column.label)}</h3>")
-            parts.append(_matrix(rows, column.key, column.lower_is_better, adjusted, options.alpha))
+            parts.append(_significant_pairs(pairs, adjusted, column.key, column.lower_is_better, options.alpha))
+            parts.append(f"<details><summary>all {len(pairs)} pairs</summary><div class=\"scroll\">"
+                         f"{_matrix(rows, column.key, column.lower_is_better, adjusted, options.alpha)}</div></details>")
             if failures:
                 parts.append('<ul class="notes">' + "".join(f"<li>{html.escape(f)}</li>" for f in failures) + "</ul>")
     return "\n".join(parts)
+
+
+def _significant_pairs(pairs: list, adjusted: dict[tuple[str, str], float], key: str, lower_is_better: bool,
+                       alpha: float) -> str:
+    found = []
+    for a, b in pairs:
+        p, va, vb = adjusted[(a.name, b.name)], a.cell(key).value, b.cell(key).value
+        if p > alpha or va is None or vb is None or va == vb:
+            continue
+        winner, loser = (a, b) if (va > vb) != lower_is_better else (b, a)
+        found.append(f"<li><b>{html.escape(winner.name)}</b> &gt; {html.escape(loser.name)} "
+                     f"(adjusted p = {p:.3g})</li>")
+    if not found:
+        return f'<p class="meta">No pair differs significantly ({len(pairs)} pairs tested).</p>'
+    return f'<ul class="pairs">{"".join(found)}</ul>'
 
 
 def _matrix(rows: list, key: str, lower_is_better: bool, adjusted: dict[tuple[str, str], float], alpha: float) -> str:
@@ -234,7 +254,8 @@ def _provenance(store: ResultsStore, tables: list[Table]) -> str:
     references = sorted({r.source for t in tables for r in t.rows if r.reference and r.source})
     cited = "".join(f"<li>{html.escape(s)}</li>" for s in references)
     return ("<h2>Provenance</h2>"
-            f'<table class="provenance sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            f'<div class="scroll"><table class="provenance sortable"><thead><tr>{head}</tr></thead><tbody>{body}'
+            "</tbody></table></div>"
             + (f'<p class="meta">Reference rows (italic) are reported numbers from:</p><ul class="notes">{cited}</ul>'
                if cited else ""))
 

@@ -68,13 +68,23 @@ def _scores_by_eval(store: ResultsStore, experiment: str | None,
 
 def primary_runs(store: ResultsStore, *, experiment: str | None = None,
                  benchmark: str | None = None) -> list[RunRef]:
-    """Every eval run (of `experiment`, on `benchmark`, if given) with its primary score, by eval id."""
-    runs = []
+    """Every eval run (of `experiment`, on `benchmark`, if given) with its primary score, by eval id.
+
+    An eval copied to another label (a checkpoint shared by two experiments or rows) is one
+    computation: across experiments only its first copy per row and seed counts, so a copy is
+    never a second run of the same seed.
+    """
+    runs, seen = [], set()
     for eval_id, rows in _scores_by_eval(store, experiment, benchmark):
         p = _primary(rows)
         if p is None:
             continue
-        runs.append(RunRef(eval_id, p.method or p.checkpoint, p.checkpoint, p.seed, p.suite, p.benchmark,
+        row = p.method or p.checkpoint
+        computation = (row, p.seed, p.suite, p.benchmark, p.run_meta.get("eval_key") or f"eval:{eval_id}")
+        if computation in seen:
+            continue
+        seen.add(computation)
+        runs.append(RunRef(eval_id, row, p.checkpoint, p.seed, p.suite, p.benchmark,
                            p.metric, p.value, p.stderr, p.n, p.experiment, p.run_meta))
     return runs
 
