@@ -15,12 +15,13 @@ from pydantic import Field, model_validator
 from dtm_method.dispersal import disperse, write_assignments
 from dtm_method.embeddings import MINILM
 from harness.checkpoint import Checkpoint
+from harness.errors import UserError
 from harness.merge.spec import MergeSpec
 from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec
 
 
 class DTMOptions(MethodOptions):
-    k: int = Field(4, ge=2, description="Number of clusters and sub-models.")
+    k: int = Field(4, ge=2, le=1024, description="Number of clusters and sub-models (at most the number of samples).")
     dispersal: Literal["random", "kmeans"] = Field("random", description="How the data is split.")
     encode: Literal["instruction", "response", "both"] = Field(
         "instruction", description="k-means: embed the instruction (I), the response (R) or both (I+R).")
@@ -57,6 +58,9 @@ class DTM:
 
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         o = self.options
+        if o.k > len(data):  # before any embedding or clustering work
+            raise UserError(f"k: {o.k} clusters for {len(data)} samples of {ctx.data_source}; "
+                            "give k at most the number of samples")
         labels = disperse(data, o.k, o.dispersal, ctx.seed, encode=o.encode, embed_model=o.embed_model,
                           embedding=o.embedding, base_model=ctx.base_model, source=ctx.data_source)
         write_assignments(ctx.workdir / "assignments.jsonl", labels)

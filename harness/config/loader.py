@@ -36,7 +36,10 @@ def load_experiment(path: Path | str) -> Experiment:
 def method_options(entry_name: str, options: dict) -> MethodOptions:
     """The validated options object of a method entry (already checked at load time)."""
     options_model: type[BaseModel] = methods.get(entry_name).Options
-    return options_model.model_validate(options)  # type: ignore[return-value]
+    try:
+        return options_model.model_validate(options)  # type: ignore[return-value]
+    except ValidationError as exc:  # options made in code, past load_experiment: still one line
+        raise first_error(exc, options_model, (entry_name, "options")) from None
 
 
 def _resolve_paths(experiment: Experiment, base_dir: Path) -> Experiment:

@@ -57,6 +57,8 @@ def describe(err: dict[str, Any], model: type[BaseModel], loc: Loc) -> str:
         return "must not be empty"
     if kind == "too_long":
         return f"has too many items (at most {ctx.get('max_length')})"
+    if kind == "finite_number":
+        return f"must be a finite number (got {given!r})"
     if kind == "value_error":
         return str(ctx.get("error", err["msg"]))
     for prefix, words in _TYPE_WORDS.items():

@@ -7,12 +7,38 @@ options model (see loader.py), so this file does not need to know any plug-in.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic import Strict as StrictType
 
 from harness.config.yaml_source import ConfigError
+
+# Strict scalars: YAML `true` is not the integer 1, 16.0 is not a count, "3" is not a number.
+Int = Annotated[int, StrictType()]
+Num = Annotated[float, StrictType(), AllowInfNan(False)]  # an int is accepted, a bool is not
+Bool = Annotated[bool, StrictType()]
+SEED_MAX = 2**32 - 1  # numpy's and torch's seed range
+COUNT_MAX = 10**9  # samples, steps: far beyond any real run, small enough to plan with
+# A name that is also a safe file/directory name: experiment names and row labels become paths.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=,@-]{0,99}")
+
+
+def safe_name(value: str) -> str:
+    if not _SAFE_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a safe name: use 1-100 letters, digits and . _ - + = , @ "
+                         "starting with a letter or digit (it becomes a directory name)")
+    return value
 
 
 class Strict(BaseModel):
@@ -35,26 +61,26 @@ class DataConfig(Strict):
         "auto", description="Row format: alpaca (instruction/input/output), messages (TULU chat), "
                             "conversations (ShareGPT), instances (Self-Instruct); for chats the first "
                             "user->assistant turn is kept. auto detects it from the first row.")
-    max_samples: int | None = Field(None, ge=1, description="Use at most this many samples (after loading).")
-    data_fraction: float = Field(1.0, gt=0, le=1, description="Use this fraction of the samples (seeded; "
+    max_samples: Int | None = Field(None, ge=1, le=COUNT_MAX, description="Use at most this many samples (after loading).")
+    data_fraction: Num = Field(1.0, gt=0, le=1, description="Use this fraction of the samples (seeded; "
                                                                 "subsets of growing fractions are nested).")
-    seed: int = Field(0, description="Seed of the subset selection (the same for every method).")
+    seed: Int = Field(0, ge=0, le=SEED_MAX, description="Seed of the subset selection (the same for every method).")
 
 
 class LoraConfig(Strict):
-    r: int = Field(16, ge=1, description="LoRA rank.")
-    alpha: float = Field(16, gt=0, description="LoRA alpha (scale = alpha / r).")
-    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    r: Int = Field(16, ge=1, le=8192, description="LoRA rank.")
+    alpha: Num = Field(16, gt=0, le=1e6, description="LoRA alpha (scale = alpha / r).")
+    dropout: Num = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
     target_modules: list[str] = Field(["gate_proj", "up_proj", "down_proj"], min_length=1,
                                       description="Module names LoRA adapts (the paper: the FFN projections).")
 
 
 class OptimizerConfig(Strict):
     name: Literal["adamw"] = Field("adamw", description="Optimizer.")
-    lr: float = Field(3e-4, gt=0, description="Peak learning rate.")
-    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas.")
-    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
-    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
+    lr: Num = Field(3e-4, gt=0, le=10, description="Peak learning rate.")
+    betas: tuple[Num, Num] = Field((0.9, 0.95), description="AdamW betas.")
+    eps: Num = Field(1e-8, gt=0, le=1, description="AdamW epsilon.")
+    weight_decay: Num = Field(0.0, ge=0, le=100, description="Decoupled weight decay.")
 
     @field_validator("betas")
     @classmethod
@@ -66,20 +92,21 @@ class OptimizerConfig(Strict):
 
 class SchedulerConfig(Strict):
     name: Literal["cosine", "linear", "constant"] = Field("cosine", description="Decay after warm-up (to 0).")
-    warmup_steps: int = Field(100, ge=0, description="Linear warm-up steps.")
+    warmup_steps: Int = Field(100, ge=0, le=COUNT_MAX, description="Linear warm-up steps.")
 
 
 class TrainingConfig(Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-    batch_size: int = Field(16, ge=1, description="Effective batch size (samples per optimizer step).")
-    micro_batch_size: int | None = Field(
-        None, ge=1, description="Samples per forward pass; gradient accumulation makes up batch_size. "
+    batch_size: Int = Field(16, ge=1, le=1 << 20, description="Effective batch size (samples per optimizer step).")
+    micro_batch_size: Int | None = Field(
+        None, ge=1, le=1 << 20, description="Samples per forward pass; gradient accumulation makes up batch_size. "
                                 "None = batch_size.")
-    max_seq_len: int = Field(1024, ge=8, description="Tokens per sample; longer ones are truncated.")
-    epochs: float = Field(3, gt=0, description="Passes over the data.")
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    max_seq_len: Int = Field(1024, ge=8, le=1 << 20, description="Tokens per sample; longer ones are truncated "
+                                                                  "(at most the model's context).")
+    epochs: Num = Field(3, gt=0, le=10_000, description="Passes over the data.")
+    max_steps: Int | None = Field(None, ge=1, le=COUNT_MAX, description="Stop after this many optimizer steps (overrides epochs).")
     template: Literal["alpaca", "chat"] = Field(
         "alpaca", description="Prompt template: the paper's Alpaca template, or the tokenizer's chat template.")
     loss_on: Literal["response", "all"] = Field("response", description="Tokens that carry the loss.")
@@ -87,14 +114,14 @@ class TrainingConfig(Strict):
         "packed", description="How a step's samples form micro-batches: packed into rows without "
                               "cross-attention, grouped by length, or padded in order. Same loss; "
                               "packed and grouped waste less compute on padding.")
-    max_grad_norm: float | None = Field(1.0, gt=0, description="Clip the gradient norm (None: no clipping).")
-    validation_fraction: float = Field(0.0, ge=0, lt=1, description="Hold out this fraction of the data "
+    max_grad_norm: Num | None = Field(1.0, gt=0, le=1e9, description="Clip the gradient norm (None: no clipping).")
+    validation_fraction: Num = Field(0.0, ge=0, lt=1, description="Hold out this fraction of the data "
                                                                     "(seeded) for a validation loss.")
-    eval_steps: int | None = Field(None, ge=1, description="Measure the validation loss every N steps "
+    eval_steps: Int | None = Field(None, ge=1, le=COUNT_MAX, description="Measure the validation loss every N steps "
                                                            "(and at the end) when data is held out.")
-    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
-    save_steps: int | None = Field(None, ge=1, description="Save a resumable state every N steps.")
-    logging_steps: int = Field(1, ge=1, description="Record the training loss every N steps.")
+    gradient_checkpointing: Bool = Field(False, description="Trade compute for memory.")
+    save_steps: Int | None = Field(None, ge=1, le=COUNT_MAX, description="Save a resumable state every N steps.")
+    logging_steps: Int = Field(1, ge=1, le=COUNT_MAX, description="Record the training loss every N steps.")
 
     @field_validator("micro_batch_size")
     @classmethod
@@ -122,6 +149,11 @@ class MethodEntry(PluginEntry):
     label: str | None = Field(None, min_length=1,
                               description="Row name in tables; needed when one method appears twice.")
 
+    @field_validator("label")
+    @classmethod
+    def _safe_label(cls, label: str | None) -> str | None:
+        return None if label is None else safe_name(label)
+
     @property
     def row_name(self) -> str:
         return self.label or self.name
@@ -139,12 +171,12 @@ class ExecutorEntry(PluginEntry):
 class SweepConfig(Strict):
     """The data-size sweep: every method is trained once per data size (the DTM paper's Figures 1-3)."""
 
-    data_fraction: list[float] | None = Field(
-        None, description="Fractions in (0, 1] of the experiment's data (after data.data_fraction and "
+    data_fraction: list[Num] | None = Field(
+        None, max_length=1000, description="Fractions in (0, 1] of the experiment's data (after data.data_fraction and "
                           "data.max_samples), ascending; one row per method and fraction, e.g. vanilla@0.25. "
                           "Subsets are nested: each larger one contains the smaller ones (data.seed).")
-    max_samples: list[int] | None = Field(
-        None, description="Or absolute sample counts, ascending (at most data.max_samples); rows vanilla@400, ...")
+    max_samples: list[Int] | None = Field(
+        None, max_length=1000, description="Or absolute sample counts, ascending (at most data.max_samples); rows vanilla@400, ...")
 
     @field_validator("data_fraction")
     @classmethod
@@ -161,8 +193,8 @@ class SweepConfig(Strict):
     def _counts(cls, values: list[int] | None) -> list[int] | None:
         if values is not None:
             for value in values:
-                if value < 1:
-                    raise ValueError(f"{value} is not a sample count; give counts >= 1")
+                if not 1 <= value <= COUNT_MAX:
+                    raise ValueError(f"{value} is not a sample count; give counts from 1 to {COUNT_MAX:,}")
             _ascending(values)
         return values
 
@@ -188,19 +220,26 @@ def _ascending(values: list[Any]) -> None:
 
 
 class Experiment(Strict):
-    name: str = Field(min_length=1, description="Experiment name (used in the results store).")
+    name: str = Field(min_length=1, description="Experiment name (used in the results store and as the "
+                                                "report's directory name).")
     base_model: BaseModelConfig
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
-    methods: list[MethodEntry] = Field(min_length=1, description="Methods to train and compare.")
-    suites: list[PluginEntry] = Field(default_factory=list, description="Evaluation suites.")
-    seeds: list[int] = Field([0], min_length=1, description="Every method runs once per seed.")
+    methods: list[MethodEntry] = Field(min_length=1, max_length=1000, description="Methods to train and compare.")
+    suites: list[PluginEntry] = Field(default_factory=list, max_length=100, description="Evaluation suites.")
+    seeds: list[Annotated[Int, Field(ge=0, le=SEED_MAX)]] = Field(
+        [0], min_length=1, max_length=1000, description="Every method runs once per seed (each in 0..2**32-1).")
     backend: BackendEntry = Field(default_factory=BackendEntry)
     executor: ExecutorEntry = Field(default_factory=ExecutorEntry)
     results_dir: Path = Field(Path("atax-results"),
                               description="Results store and reports; relative to the experiment file.")
     sweep: SweepConfig | None = Field(None, description="Data-size sweep: train every method at each data "
                                                         "size (rows method@size) for the alignment-tax curve.")
+
+    @field_validator("name")
+    @classmethod
+    def _safe_experiment_name(cls, name: str) -> str:
+        return safe_name(name)
 
     @field_validator("seeds")
     @classmethod

@@ -1,11 +1,15 @@
 """Read an experiment YAML file keeping its node tree, so every error can name a line.
 
 PyYAML silently keeps the last of two equal keys; a researcher who writes `lr:` twice
-deserves an error instead, so duplicate keys are rejected here.
+deserves an error instead, so duplicate keys are rejected here. The file's shape is bounded
+before anything is built from it: a few KB of nested aliases ("billion laughs") would otherwise
+expand to billions of nodes, and deep nesting would overflow PyYAML's recursive composer.
+Non-finite and out-of-64-bit numbers are refused anywhere in the file (no field wants them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,11 @@ import yaml
 from harness.errors import UserError
 
 Loc = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 4 << 20  # an experiment file is a few KB; the paper's is under 3 KB
+MAX_DEPTH = 64  # nesting levels of mappings and lists
+MAX_NODES = 50_000  # scalars and collections after alias expansion
+_INT64 = 1 << 63
 
 
 class ConfigError(UserError):
@@ -73,6 +82,10 @@ def read_yaml(path: Path) -> YamlSource:
         raise UserError(f"{path}: file not found; `atax init --out {path}` writes an example")
     if path.is_dir():
         raise UserError(f"{path}: is a directory; give an experiment YAML file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise UserError(f"{path}: {size / 2**20:.1f} MB is too large for an experiment file "
+                        f"(at most {MAX_FILE_BYTES >> 20} MB); give the experiment YAML, not data")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -80,6 +93,7 @@ def read_yaml(path: Path) -> YamlSource:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror}); check its permissions") from exc
     try:
+        _check_shape(text, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -94,7 +108,64 @@ def read_yaml(path: Path) -> YamlSource:
         raise UserError(f"{path}:1: the top level must be a mapping of keys (name, base_model, data, ...), "
                         f"not a {type(data).__name__}")
     _reject_duplicate_keys(source, root, ())
+    try:
+        _reject_unsafe_numbers(data, ())
+    except ConfigError as exc:
+        raise source.error(exc) from None
     return source
+
+
+def _check_shape(text: str, path: Path) -> None:
+    """Refuse deep nesting and alias expansion past the bounds, from the parser's event stream
+    (iterative, and aliases cost the size of what they stand for without being expanded)."""
+    anchored: dict[str, int] = {}  # anchor -> nodes it expands to
+    open_sizes: list[list[Any]] = []  # per open collection: [nodes so far, anchor]
+    total = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        added = 0
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if len(open_sizes) >= MAX_DEPTH:
+                raise UserError(f"{path}:{event.start_mark.line + 1}: nested deeper than {MAX_DEPTH} levels; "
+                                "an experiment file needs a handful")
+            open_sizes.append([1, event.anchor])
+            added = 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            size, anchor = open_sizes.pop()
+            if anchor is not None:
+                anchored[anchor] = size
+            if open_sizes:
+                open_sizes[-1][0] += size
+            continue
+        elif isinstance(event, yaml.ScalarEvent):
+            added = 1
+            if event.anchor is not None:
+                anchored[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for _, anchor in open_sizes):
+                raise UserError(f"{path}:{event.start_mark.line + 1}: alias *{event.anchor} refers to a value "
+                                "that contains it; write the value out")
+            added = anchored.get(event.anchor, 1)
+        else:
+            continue
+        total += added
+        if open_sizes and not isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            open_sizes[-1][0] += added
+        if total > MAX_NODES:
+            raise UserError(f"{path}:{event.start_mark.line + 1}: the file expands to more than {MAX_NODES:,} "
+                            "values (YAML aliases repeat what they point to); write the experiment out plainly")
+
+
+def _reject_unsafe_numbers(data: Any, loc: Loc) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _reject_unsafe_numbers(value, loc + (str(key),))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _reject_unsafe_numbers(value, loc + (index,))
+    elif isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(loc, f"must be a finite number (got {data!r})")
+    elif isinstance(data, int) and not isinstance(data, bool) and not -_INT64 <= data < _INT64:
+        raise ConfigError(loc, f"{data} is out of range (more than 64 bits)")
 
 
 def _reject_duplicate_keys(source: YamlSource, node: yaml.Node | None, loc: Loc) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.config import Experiment
+from harness.config.checks import MAX_RUNS_PER_METHOD
+from harness.errors import UserError
 from harness.pipeline.jobs import outputs_of
 from harness.pipeline.steps import plan_job
 
@@ -42,6 +44,9 @@ def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
         entry = row.entry
         method = build_method(entry)
         runs = getattr(method, "planned_runs", lambda: 1)()
+        if runs > MAX_RUNS_PER_METHOD:  # an Experiment built without load_experiment: refuse before listing
+            raise UserError(f"methods: {entry.row_name} plans {runs:,} training runs; "
+                            f"at most {MAX_RUNS_PER_METHOD:,} per method")
         variants = getattr(method, "planned_variants", lambda: 1)()
         for seed in experiment.seeds:
             plan = plan_job(row.experiment, entry, seed, common)
