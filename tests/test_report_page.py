@@ -140,3 +140,22 @@ def test_tables_sort_from_the_url(tmp_path: Path, report_dir: Path, query: str, 
     # Reference rows stay in their own block, below, in their order.
     assert re.findall(r'data-row="([^"]*\[Fu et al\. 2024\])"', result.stdout) == \
         re.findall(r'data-row="([^"]*\[Fu et al\. 2024\])"', page)
+
+
+@needs_chromium
+def test_page_fits_1400_px_and_significance_is_compact(tmp_path: Path, report_dir: Path) -> None:
+    """Nothing on the page is wider than a 1400 px window (wide tables scroll in their own box), and
+    the significance section lists the pairs that differ, with each full matrix folded away."""
+    page = (report_dir / "index.html").read_text(encoding="utf-8")
+    assert page.count("<details><summary>all ") >= 2 and "<ul class=\"pairs\">" in page
+    assert page.index('<table class="matrix"') > page.index("<details>")  # no matrix shown unfolded
+    probe = tmp_path / "probe.html"  # the page plus a line that records its layout width after rendering
+    probe.write_text(page.replace("</body>", "<script>document.body.setAttribute('data-width', "
+                                             "document.documentElement.scrollWidth)</script></body>"))
+    result = chromium(tmp_path, "--window-size=1400,1000", "--dump-dom", probe.as_uri())
+    assert result.returncode == 0, result.stderr[-2000:]
+    width = int(re.search(r'data-width="(\d+)"', result.stdout).group(1))
+    assert width <= 1400
+    shot = tmp_path / "page-1400.png"
+    result = chromium(tmp_path, "--window-size=1400,3000", f"--screenshot={shot}", (report_dir / "index.html").as_uri())
+    assert result.returncode == 0 and shot.is_file(), result.stderr[-2000:]

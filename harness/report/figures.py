@@ -101,8 +101,8 @@ def bar_chart(panels: Mapping[str, Sequence[BarPoint]], out_base: Path, ylabel: 
         highs = [p.ci_high if p.ci_high is not None else p.score for p in pts]
         top = max(highs + [p.score for p in pts])
         ax.set_xlim(0, top * 1.18 if top > 0 else 1.0)
-        for y, p in zip(ys, pts, strict=True):
-            ax.annotate(f"{p.score:.1f}" if abs(p.score) >= 10 else f"{p.score:.2f}", (p.score, y),
+        for y, p, high in zip(ys, pts, highs, strict=True):  # the value past the CI's end, clear of it
+            ax.annotate(f"{p.score:.1f}" if abs(p.score) >= 10 else f"{p.score:.2f}", (max(p.score, high), y),
                         xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
     if title:
         fig.suptitle(title)
@@ -192,5 +192,5 @@ def wrong_count_chart(bins: Sequence[WrongCountBin], out_base: Path, title: str 
     ax.set_xlabel("sub-models that got the item wrong")
     ax.set_ylabel("merged model accuracy (%)")
     ax.set_ylim(0, 110)
-    ax.set_title(title or "Merged model accuracy by sub-model errors")
+    ax.set_title(title or "Merged model accuracy by sub-model errors", fontsize=10, wrap=True)
     return save(fig, out_base)
