@@ -35,6 +35,8 @@ def test_real_gpt4_judgments_parse_like_fastchat_or_missing(shared_data: Path) -
         # FastChat wrote -1 for no rating; its 0s come from `[0]` in quoted code, not from the judge.
         expected = float(row["score"]) if 1 <= row["score"] <= 10 else None
         assert parse_rating(row["judgment"]) == expected, (row["question_id"], row["turn"], row["judgment"][-200:])
+        # FastChat's own mode gives FastChat's number, the zeros included; its -1 (no match) is missing.
+        assert parse_rating(row["judgment"], "fastchat") == (None if row["score"] == -1 else float(row["score"]))
     parsed = [parse_rating(row["judgment"]) for row in rows]
     assert sum(p is not None for p in parsed) == 38 and sum(p is None for p in parsed) == 122
 

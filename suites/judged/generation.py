@@ -10,6 +10,7 @@ multi-turn form; this is the closest to what the model saw).
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 from collections.abc import Callable, Sequence
@@ -17,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.checkpoint import MANIFEST, Checkpoint
+from harness.checkpoint import MANIFEST
 from harness.data.records import InstructionRecord
 from harness.data.templates import render_prompt
 from harness.errors import UserError
 from harness.keys import content_key
+from harness.manifest import parse_manifest
 from harness.store import judgments
 from suites.judged.questions import Question
 
@@ -59,17 +61,24 @@ def training_template(target: EvalTarget, option: str) -> tuple[str, str]:
 
 
 def _manifest_templates(manifest: dict[str, Any], depth: int) -> set[str]:
-    template = (manifest.get("training") or {}).get("template")
-    if isinstance(template, str):
-        return {template}
+    info = parse_manifest(manifest, "the checkpoint's manifest")
+    if info.training is not None and info.training.template:
+        return {info.training.template}
     if depth >= 4:  # merge of scaled of run: deeper is a cycle or a bug
         return set()
-    parents = [i.get("path") for i in (manifest.get("merge") or {}).get("inputs", []) if isinstance(i, dict)]
-    parents.append((manifest.get("scaled_from") or {}).get("path"))
+    parents = [i.path for i in info.merge.inputs] if info.merge else []
+    parents.append(info.scaled_from.path if info.scaled_from else None)
     found: set[str] = set()
     for path in filter(None, parents):
-        if (Path(path) / MANIFEST).is_file():
-            found |= _manifest_templates(Checkpoint.load(Path(path)).manifest, depth + 1)
+        manifest = Path(path) / MANIFEST
+        if manifest.is_file():  # only the manifest is read: the template is all this needs of the input
+            try:
+                parent = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise UserError(f"{manifest}: not readable JSON; the merge input is damaged, train it again") \
+                    from None
+            if isinstance(parent, dict):
+                found |= _manifest_templates(parent, depth + 1)
     return found
 
 
@@ -77,7 +86,7 @@ def _manifest_templates(manifest: dict[str, Any], depth: int) -> set[str]:
 class Answer:
     text: str
     prompt: str
-    temperature: float
+    temperature: float | None  # None: recorded elsewhere, temperature unknown
     reused: bool
 
 

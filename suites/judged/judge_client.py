@@ -2,14 +2,21 @@
 `atax serve`), stdlib only: retries with exponential backoff on timeouts, dropped connections,
 429 and 5xx; a clear one-line UserError for everything else and once retries run out.
 
+Each try has a total deadline (`timeout_s`: connect, wait and read together; a server that
+trickles a byte at a time is cut off, not waited on forever) and a reply size cap.
+
 The API key comes from an environment variable at call time and appears in no error, log or
 stored record.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -38,6 +45,7 @@ class JudgeConfig:
     backoff_s: float = 1.0
     max_tokens: int = 2048
     temperature: float = 0.0
+    max_reply_bytes: int = 4 * 2**20  # a judgment is a few KB; a bigger reply is a broken or hostile server
 
 
 class _Retryable(Exception):
@@ -60,8 +68,7 @@ class JudgeClient:
             raise UserError(f"judge_url: '{config.url}' is not an http(s) URL; give the API base, "
                             "e.g. http://127.0.0.1:8000/v1")
         # Proxies from the environment serve hosted APIs; a loopback judge must never go through one.
-        handlers = [urllib.request.ProxyHandler({})] if is_loopback(parsed.hostname) else []
-        self._opener = urllib.request.build_opener(*handlers)
+        self._handlers = [urllib.request.ProxyHandler({})] if is_loopback(parsed.hostname) else []
 
     def complete(self, messages: list[dict[str, str]]) -> str:
         """The judge's reply text; UserError once the request cannot succeed or retries are spent."""
@@ -83,27 +90,46 @@ class JudgeClient:
         if self.config.api_key:
             headers["Authorization"] = f"Bearer {self.config.api_key}"
         request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")
-        try:
-            with self._opener.open(request, timeout=self.config.timeout_s) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            raise self._http_error(exc.code, exc.read(), exc.headers.get("Retry-After")) from None
-        except TimeoutError:
-            raise _Retryable(f"judge endpoint {self.endpoint} did not answer within {self.config.timeout_s:g}s "
-                             "(raise timeout_s or check the server)") from None
-        except urllib.error.URLError as exc:
-            reason = exc.reason
-            if isinstance(reason, TimeoutError):
-                raise _Retryable(f"judge endpoint {self.endpoint} did not answer within "
-                                 f"{self.config.timeout_s:g}s (raise timeout_s or check the server)") from None
-            if isinstance(reason, OSError) or isinstance(reason, str):
-                raise _Retryable(f"judge endpoint {self.endpoint} is not reachable ({self._scrub(str(reason))}); "
-                                 "start the judge server or fix --judge-url") from None
-            raise
-        except (http.client.HTTPException, ConnectionError) as exc:
-            raise _Retryable(f"judge endpoint {self.endpoint} dropped the connection "
-                             f"({type(exc).__name__}); check the server") from None
+        late = _Retryable(f"judge endpoint {self.endpoint} did not answer within {self.config.timeout_s:g}s "
+                          "(raise timeout_s or check the server)")
+        with _Deadline(self.config.timeout_s) as deadline:
+            opener = urllib.request.build_opener(*self._handlers, _WatchedHTTPHandler(deadline),
+                                                 _WatchedHTTPSHandler(deadline))
+            try:
+                with opener.open(request, timeout=self.config.timeout_s) as response:
+                    raw = self._read_capped(response)
+            except urllib.error.HTTPError as exc:
+                raise self._http_error(exc.code, exc.read(64 * 1024), exc.headers.get("Retry-After")) from None
+            except (TimeoutError, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+                if deadline.expired or isinstance(exc, TimeoutError) or \
+                        isinstance(getattr(exc, "reason", None), TimeoutError):
+                    raise late from None
+                reason = getattr(exc, "reason", None)
+                if isinstance(reason, (OSError, str)):
+                    raise _Retryable(f"judge endpoint {self.endpoint} is not reachable "
+                                     f"({self._scrub(str(reason))}); start the judge server or fix --judge-url") from None
+                raise _Retryable(f"judge endpoint {self.endpoint} dropped the connection "
+                                 f"({type(exc).__name__}); check the server") from None
+            if deadline.expired:
+                raise late
         return self._content(raw)
+
+    def _read_capped(self, response: http.client.HTTPResponse) -> bytes:
+        """The body, refused once larger than max_reply_bytes (read in pieces: one blocking read never
+        waits for more than what has arrived, so the deadline can cut a trickle short)."""
+        cap = self.config.max_reply_bytes
+        length = response.headers.get("Content-Length", "")
+        too_big = UserError(f"judge endpoint {self.endpoint} sent a reply over {cap} bytes; a judgment is a few KB: "
+                            "check the server (or raise max_reply_mb)")
+        if length.strip().isdigit() and int(length) > cap:
+            raise too_big
+        parts, size = [], 0
+        while chunk := response.read1(64 * 1024):
+            size += len(chunk)
+            if size > cap:
+                raise too_big
+            parts.append(chunk)
+        return b"".join(parts)
 
     def _content(self, raw: bytes) -> str:
         try:
@@ -186,3 +212,77 @@ def run_bounded(jobs: Iterable[T], work: Callable[[T], Any], on_done: Callable[[
 
 
 _END = object()
+
+
+class _Deadline:
+    """Ends one request at a wall-clock deadline by shutting its socket down (which wakes a blocked read)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self._deadline.watch(self.sock)
+
+
+class _WatchedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self._deadline.watch(self.sock)
+
+
+class _WatchedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_WatchedHTTP, deadline=self._deadline), req)  # type: ignore[arg-type]
+
+
+class _WatchedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_WatchedHTTPS, deadline=self._deadline), req,  # type: ignore[arg-type]
+                            context=self._context)

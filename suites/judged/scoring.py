@@ -1,8 +1,10 @@
 """Judge jobs (one request per question, turn and repeat), and the suite's scores from their ratings.
 
 Scores follow FastChat's `show_result`: the mean over turn-1 ratings with missing ones left out
-(never counted as 0), per-category means of turn 1, and with a second turn its mean and the mean of
-both. A question judged several times (`judge_repeats`) gets the median of its usable ratings.
+(never counted as 0; FastChat drops its -1 rows), per-category means of turn 1, and with a second
+turn its mean and the mean over all ratings of both turns. Ratings are read from the judgments' text
+in the suite's rating mode (`suites.judged.parsing`). A question judged several times
+(`judge_repeats`) gets the median of its usable ratings.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from harness.store import ItemRecord, Score
 from harness.store.judgments import Judgment
 from suites.judged.generation import Answer
 from suites.judged.judge_prompts import JudgePrompt, prompt_name
-from suites.judged.parsing import median
+from suites.judged.parsing import RatingMode, median, parse_rating
 from suites.judged.questions import Question
 
 
@@ -68,8 +70,9 @@ def judge_jobs(questions: Sequence[Question], answers: dict[int, dict[str, Answe
 
 
 def items_and_scores(questions: Sequence[Question], answers: dict[int, dict[str, Answer]], jobs: Sequence[JudgeJob],
-                     judged: dict[tuple[str, int], Judgment]) -> tuple[list[ItemRecord], list[Score]]:
-    """Per-item records (score None = missing) and the suite's metrics."""
+                     judged: dict[tuple[str, int], Judgment],
+                     rating: RatingMode | str = "final") -> tuple[list[ItemRecord], list[Score]]:
+    """Per-item records (score None = missing) and the suite's metrics, ratings read in mode `rating`."""
     by_item: dict[tuple[str, int], list[JudgeJob]] = defaultdict(list)
     for job in jobs:
         by_item[(job.question.question_id, job.turn)].append(job)
@@ -81,7 +84,8 @@ def items_and_scores(questions: Sequence[Question], answers: dict[int, dict[str,
             if answer is None:
                 continue
             results = [judged[(job.prompt_hash, job.repeat)] for job in by_item[(question.question_id, turn)]]
-            ratings = [r.score for r in results if r.score is not None]
+            parsed = [parse_rating(r.response, rating) for r in results]
+            ratings = [value for value in parsed if value is not None]
             score = median(ratings)
             first = by_item[(question.question_id, turn)][0]
             extra = {"category": question.category, "turn": turn, "question_id": question.question_id,
@@ -90,7 +94,7 @@ def items_and_scores(questions: Sequence[Question], answers: dict[int, dict[str,
                      "temperature": answer.temperature, "answer_reused": answer.reused,
                      "answer_prompt": answer.prompt}
             if len(results) > 1:
-                extra.update(judgments=[r.response for r in results], judge_scores=[r.score for r in results])
+                extra.update(judgments=[r.response for r in results], judge_scores=parsed)
             reference = question.reference[turn - 1] if len(question.reference) >= turn else None
             items.append(ItemRecord(f"{question.question_id}/turn{turn}", question.item_hash, answer.text, reference,
                                     score, extra))

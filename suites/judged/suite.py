@@ -67,10 +67,15 @@ class JudgedOptions(PluginOptions):
     second_turn: bool = Field(False, description="Also answer and judge the second turn (MT-bench).")
     limit: int | None = Field(None, ge=1, description="Only the first N questions (quick checks, not for reporting).")
     concurrency: int = Field(8, ge=1, le=256, description="Judge requests in flight at once.")
-    timeout_s: float = Field(120.0, gt=0, description="Seconds to wait for one judge answer.")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description=(
+        "Seconds one judge request may take in all (connect, wait, read); then it is retried."))
+    max_reply_mb: float = Field(4.0, gt=0, le=256, description="Largest judge reply accepted, in MiB.")
     max_retries: int = Field(5, ge=0, le=20, description="Retries on timeouts, 429 and 5xx (exponential backoff).")
     backoff_s: float = Field(1.0, ge=0, le=60, description="First retry delay in seconds; doubles each retry.")
     seed: int = Field(0, description="Seed for sampled answers (temperature > 0).")
+    rating: Literal["final", "fastchat"] = Field("final", description=(
+        "How a judgment's rating is read: final = the judge's final verdict, code it quotes ignored, 1-10 only; "
+        "fastchat = FastChat's show_result exactly (first [[x]], else first [x], any value)."))
 
     @model_validator(mode="after")
     def _one_judge(self) -> JudgedOptions:
@@ -92,6 +97,7 @@ class MTBenchOptions(JudgedOptions):
 
 
 class MTBenchSuite:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
     description: ClassVar[str] = ("MT-bench (80 questions, first turn; second optional), single-answer grading by "
                                   "an LLM judge behind an OpenAI-compatible endpoint.")
     Options: ClassVar[type[MTBenchOptions]] = MTBenchOptions
@@ -101,6 +107,7 @@ class MTBenchSuite:
 
 
 class VicunaBenchSuite:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
     description: ClassVar[str] = ("Vicuna-bench (80 questions), single-answer grading by an LLM judge behind an "
                                   "OpenAI-compatible endpoint.")
     Options: ClassVar[type[JudgedOptions]] = JudgedOptions
@@ -131,12 +138,13 @@ def prepare_judged(suite: str, options: JudgedOptions, ctx: SuiteContext) -> Jud
     meta = {"questions": loaded.meta, "n_questions": len(questions),
             "reference_answers": str(reference_file) if reference_file else "from questions",
             "judge_prompts": prompts_meta}
-    return JudgedPlan(suite, options, questions, prompts, meta)
+    return JudgedPlan(suite, options, questions, prompts, meta, {q.question_id for q in loaded.questions})
 
 
 def _judge_config(options: JudgedOptions, api_key: str | None, url: str | None = None) -> JudgeConfig:
-    return JudgeConfig(url or options.judge_url or "http://127.0.0.1/v1", options.judge_model, options.judge_api_key_env, api_key, options.timeout_s,
-                       options.max_retries, options.backoff_s, options.judge_max_tokens, JUDGE_TEMPERATURE)
+    return JudgeConfig(url or options.judge_url or "http://127.0.0.1/v1", options.judge_model, options.judge_api_key_env,
+                       api_key, options.timeout_s, options.max_retries, options.backoff_s, options.judge_max_tokens,
+                       JUDGE_TEMPERATURE, int(options.max_reply_mb * 2**20))
 
 
 @dataclass
@@ -146,6 +154,7 @@ class JudgedPlan:
     questions: list[Question]
     prompts: dict[str, JudgePrompt]
     meta: dict[str, Any]
+    known_ids: set[str] = field(default_factory=set)  # every question id of the file, --limit or not
     tasks: dict[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -153,35 +162,55 @@ class JudgedPlan:
 
     def run(self, lm: LM, ctx: SuiteContext) -> list[BenchmarkResult]:
         from harness.store import ResultsStore
-        from suites.judged.generation import answer_turn, training_template
+        from suites.judged.recorded import recorded_source
 
         if ctx.target is None or ctx.results_dir is None:
             raise ValueError(f"{self.suite} needs ctx.target and ctx.results_dir (run it through run_eval)")
-        target, options = ctx.target, self.options
-        template, why = training_template(target, options.template)
-        ctx.log(f"{self.suite}: answering with the {template} template ({why})")
+        options, recorded = self.options, recorded_source(lm)
         with ResultsStore.open(ctx.results_dir) as store:
-            common = {"suite": self.suite, "template": template, "max_new_tokens": options.max_new_tokens,
-                      "seed": options.seed, "store": store, "target": target}
-            answers = {1: answer_turn(lm, self.questions, 1, {}, **common)}
-            second = [q for q in self.questions if options.second_turn and len(q.turns) > 1]
-            if second:
-                earlier = {qid: [a.text] for qid, a in answers[1].items()}
-                answers[2] = answer_turn(lm, second, 2, earlier, **common)
+            if recorded is None:
+                answers, answer_meta = self._generate(lm, store, ctx)
+            else:
+                from suites.judged.recorded import recorded_answers
+
+                turn_answers, where = recorded
+                answers = recorded_answers(self.questions, turn_answers(self.suite), options.second_turn,
+                                           self.known_ids, where)
+                answer_meta = {"answers": {"source": where, "recorded": True}}
+                ctx.log(f"{self.suite}: judging the answers recorded in {where}")
             jobs, judged, sent = self._judge(answers, store, ctx)
         from suites.judged.scoring import items_and_scores
 
-        items, scores = items_and_scores(self.questions, answers, jobs, judged)
+        items, scores = items_and_scores(self.questions, answers, jobs, judged, options.rating)
         values = {s.metric: s.value for s in scores}
         ctx.log(f"{self.suite}: {int(values['n_missing'])} of {len(answers[1])} turn-1 judgments had no usable "
-                f"rating (missing, not counted)")
-        meta = {**self.meta, "suite_options": options.model_dump(mode="json"), "template": template,
-                "template_source": why, "judge": {"url": options.judge_url, "serve": options.judge_serve, "model": options.judge_model,
-                                                  "temperature": JUDGE_TEMPERATURE, "max_tokens": options.judge_max_tokens,
-                                                  "repeats": options.judge_repeats, "api_key_env": options.judge_api_key_env},
+                f"rating (missing, not counted; ratings read as '{options.rating}')")
+        meta = {**self.meta, **answer_meta, "suite_options": options.model_dump(mode="json"),
+                "rating": options.rating,
+                "judge": {"url": options.judge_url, "serve": options.judge_serve, "model": options.judge_model,
+                          "temperature": JUDGE_TEMPERATURE, "max_tokens": options.judge_max_tokens,
+                          "repeats": options.judge_repeats, "api_key_env": options.judge_api_key_env},
                 "judge_requests_sent": sent, "judgments_reused": len(jobs) - sent,
                 "answers_reused": sum(a.reused for turn in answers.values() for a in turn.values())}
         return [BenchmarkResult(self.suite, "score", scores, items, meta)]
+
+    def _generate(self, lm: LM, store: ResultsStore,
+                  ctx: SuiteContext) -> tuple[dict[int, dict[str, Answer]], dict[str, Any]]:
+        """The model's answers with its training template, stored answers reused."""
+        from suites.judged.generation import answer_turn, training_template
+
+        assert ctx.target is not None
+        options = self.options
+        template, why = training_template(ctx.target, options.template)
+        ctx.log(f"{self.suite}: answering with the {template} template ({why})")
+        common = {"suite": self.suite, "template": template, "max_new_tokens": options.max_new_tokens,
+                  "seed": options.seed, "store": store, "target": ctx.target}
+        answers = {1: answer_turn(lm, self.questions, 1, {}, **common)}
+        second = [q for q in self.questions if options.second_turn and len(q.turns) > 1]
+        if second:
+            earlier = {qid: [a.text] for qid, a in answers[1].items()}
+            answers[2] = answer_turn(lm, second, 2, earlier, **common)
+        return answers, {"template": template, "template_source": why}
 
     def _judge(self, answers: dict[int, dict[str, Answer]], store: ResultsStore,
                ctx: SuiteContext) -> tuple[list[JudgeJob], dict[tuple[str, int], Judgment], int]:
