@@ -16,7 +16,7 @@ from harness import registry
 from harness.checkpoint import Checkpoint
 from harness.config import Experiment, MethodEntry, TrainingConfig, method_options
 from harness.data import InstructionRecord, fingerprint, load_instruction_data
-from harness.keys import run_versions, versioned_key
+from harness.keys import content_key, directory_hash
 from harness.method import CombineContext, PlanContext, RunSpec
 from harness.progress import Progress
 from harness.store import CurvePoint, ResultsStore
@@ -69,22 +69,16 @@ def apply_overrides(training: TrainingConfig, overrides: dict[str, Any]) -> Trai
     return TrainingConfig.model_validate(merge(training.model_dump(), overrides)) if overrides else training
 
 
-def run_key_parts(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str,
-                  validation_fp: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """What determines a run's output: (the inputs, the code versions of the engine and its hooks)."""
-    material = {
+def run_key(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str, validation_fp: str) -> str:
+    return content_key({
         "base_model": experiment.base_model.model_dump(mode="json"),
         "training": training.model_dump(mode="json"),
         "seed": spec.seed, "init_seed": spec.init_seed,
         "data": data_fp, "validation": validation_fp,
         "hooks": [_hook(spec.data_transform), _hook(spec.regularizer), _hook(spec.auxiliary_loss),
                   _hook(spec.adapter)],
-    }
-    return material, run_versions(spec, ENGINE_VERSION)
-
-
-def run_key(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str, validation_fp: str) -> str:
-    return versioned_key(*run_key_parts(experiment, training, spec, data_fp, validation_fp))[0]
+        "engine": ENGINE_VERSION,
+    })
 
 
 @dataclass
@@ -117,35 +111,24 @@ def plan_method(experiment: Experiment, entry: MethodEntry, seed: int, results_d
                                                               validation=data.validation))
 
 
-def run_records(data: MethodData, spec: RunSpec) -> list[InstructionRecord]:
-    """The records a planned run trains on (its indices into the method's data)."""
-    return list(data.records) if spec.indices is None else [data.records[i] for i in spec.indices]
-
-
 def train_job(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path, data: MethodData,
               spec: RunSpec) -> TrainJob:
     """The engine's job for one planned run; its key decides where it lives and whether it is reused."""
     training = apply_overrides(experiment.training, spec.training_overrides)
-    records = run_records(data, spec)
-    material, versions = run_key_parts(experiment, training, spec, fingerprint(records), fingerprint(data.validation))
-    key, logical = versioned_key(material, versions)
-    return TrainJob(experiment.base_model, training, spec, records, results_dir / "runs" / key, key,
+    run_records = data.records if spec.indices is None else [data.records[i] for i in spec.indices]
+    key = run_key(experiment, training, spec, fingerprint(run_records), fingerprint(data.validation))
+    return TrainJob(experiment.base_model, training, spec, list(run_records), results_dir / "runs" / key, key,
                     data.validation, provenance={"experiment": experiment.name, "method": entry.row_name,
                                                  "method_name": entry.name, "options": entry.options,
                                                  "seed": seed, "data": data.source,
-                                                 "data_fingerprint": data.fingerprint},
-                    logical_key=logical, versions=versions)
-
-
-def combine_dir(results_dir: Path, entry: MethodEntry, seed: int) -> Path:
-    return results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}"
+                                                 "data_fingerprint": data.fingerprint})
 
 
 def combine_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path, data: MethodData,
-                   specs: list[RunSpec], runs: list[Checkpoint]) -> list[Checkpoint]:
+                   jobs: list[TrainJob], runs: list[Checkpoint]) -> list[Checkpoint]:
     combined = build_method(entry).combine(runs, CombineContext(
-        seed=seed, out_dir=combine_dir(results_dir, entry, seed),
-        runs_data=[run_records(data, spec) for spec in specs], validation=data.validation,
+        seed=seed, out_dir=results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}",
+        runs_data=[job.records for job in jobs], validation=data.validation,
         template=experiment.training.template, max_seq_len=experiment.training.max_seq_len))
     finals = [combined] if isinstance(combined, Checkpoint) else list(combined)
     record_checkpoints(results_dir, experiment, runs, finals)
@@ -156,9 +139,10 @@ def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_
                  progress: Progress | None = None) -> MethodResult:
     """plan -> train every run (in turn) -> combine, in this process (`atax train`)."""
     data = method_data(experiment)
-    specs = plan_method(experiment, entry, seed, results_dir, data)
-    runs = [train(train_job(experiment, entry, seed, results_dir, data, spec), progress) for spec in specs]
-    return MethodResult(combine_method(experiment, entry, seed, results_dir, data, specs, runs), runs)
+    jobs = [train_job(experiment, entry, seed, results_dir, data, spec)
+            for spec in plan_method(experiment, entry, seed, results_dir, data)]
+    runs = [train(job, progress) for job in jobs]
+    return MethodResult(combine_method(experiment, entry, seed, results_dir, data, jobs, runs), runs)
 
 
 def record_checkpoints(results_dir: Path, experiment: Experiment, runs: list[Checkpoint],
@@ -166,13 +150,13 @@ def record_checkpoints(results_dir: Path, experiment: Experiment, runs: list[Che
     with ResultsStore.open(results_dir) as store:
         store.add_experiment(experiment.name, experiment.model_dump_json())
         for checkpoint in {id(c): c for c in [*runs, *finals]}.values():
-            store.add_checkpoint(checkpoint.store_key, str(checkpoint.path), checkpoint.kind, checkpoint.content_hash(),
+            store.add_checkpoint(checkpoint.store_key, str(checkpoint.path), checkpoint.kind, directory_hash(checkpoint.path),
                                  checkpoint.manifest)
         for run in runs:
             curve_file = run.path / CURVE_FILE
             if curve_file.is_file():
                 points = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()]
-                store.add_curve_points(run.store_key,
+                store.add_curve_points(run.manifest["run_key"],
                                        [CurvePoint(p["step"], p["split"], p["loss"], p.get("tokens")) for p in points])
 
 
