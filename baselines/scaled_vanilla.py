@@ -34,15 +34,15 @@ class ScaledOptions(MethodOptions):
 def scale_lora(checkpoint: Checkpoint, alpha: float, out_dir: Any) -> Checkpoint:
     from harness.merge.adapters import read_adapter, write_adapter
 
-    key = content_key({"scaled": checkpoint.manifest.get("run_key"), "alpha": alpha})
+    key = content_key({"scaled": checkpoint.run_key, "alpha": alpha})
     existing = find_complete(out_dir, key)
     if existing is not None:
         return existing
     adapter = read_adapter(checkpoint.path)
     modules = {name: (m.a, alpha * m.b) for name, m in adapter.modules.items()}
-    manifest = {"kind": "lora", "run_key": key, "base_model": checkpoint.manifest["base_model"],
+    manifest = {"kind": "lora", "run_key": key, "base_model": checkpoint.base_model.as_dict(),
                 "variant": f"alpha={alpha:g}", "scaled_from": {"path": str(checkpoint.path), "alpha": alpha,
-                                                               "run_key": checkpoint.manifest.get("run_key")}}
+                                                               "run_key": checkpoint.run_key}}
     return write_checkpoint(out_dir, manifest, lambda tmp: write_adapter(tmp, adapter.config, modules))
 
 

@@ -16,6 +16,7 @@ from dtm_method.dispersal import disperse, write_assignments
 from dtm_method.embeddings import MINILM
 from harness.checkpoint import Checkpoint
 from harness.errors import UserError
+from harness.merge.operator import operator
 from harness.merge.spec import MergeSpec
 from harness.method import CombineContext, MethodOptions, PlanContext, RunSpec
 
@@ -74,10 +75,10 @@ class DTM:
 
         o = self.options
         fishers = None
-        if o.merge.name == "fisher":
+        if operator(o.merge.name).needs_fisher:
             from harness.merge.fisher import lora_fisher
 
-            fishers = [lora_fisher(c.manifest["base_model"]["id"], c.manifest["base_model"].get("revision"), c.path,
+            fishers = [lora_fisher(c.require_base_id(), c.base_model.revision, c.path,
                                    data, template=ctx.template, max_seq_len=ctx.max_seq_len,
                                    n_samples=o.fisher_samples)
                        for c, data in zip(checkpoints, ctx.runs_data, strict=True)]

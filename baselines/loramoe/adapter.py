@@ -146,10 +146,8 @@ def load_loramoe_model(checkpoint_dir: Path | str, device: Any = None, dtype: st
     checkpoint = Checkpoint.load(Path(checkpoint_dir))
     if checkpoint.kind != "loramoe":
         raise UserError(f"{checkpoint.path}: a {checkpoint.kind} checkpoint, not loramoe")
-    base = checkpoint.manifest.get("base_model") or {}
-    if not base.get("id"):
-        raise UserError(f"{checkpoint.path / 'checkpoint.json'}: base_model.id is missing; re-create the checkpoint")
+    base_id = checkpoint.require_base_id()
     device = torch.device(device) if device is not None else pick_device()
     dtype_name = str(dtype).removeprefix("torch.") if isinstance(dtype, torch.dtype) else dtype
-    model = load_causal_lm(base["id"], base.get("revision"), dtype_name, device)
+    model = load_causal_lm(base_id, checkpoint.base_model.revision, dtype_name, device)
     return load_adapter(model, checkpoint.path)

@@ -18,19 +18,19 @@ from lm_eval.models.huggingface import HFLM
 
 def load_members(base_model: Any, checkpoint_dir: Path) -> tuple[Any, list[str], list[float]]:
     """The base wrapped by peft with every member loaded as a named adapter."""
-    import json
-
     from peft import PeftModel
 
+    from harness.checkpoint import Checkpoint
     from harness.merge.ensemble import member_dirs
 
-    manifest = json.loads((Path(checkpoint_dir) / "checkpoint.json").read_text(encoding="utf-8"))
+    merge = Checkpoint.load(Path(checkpoint_dir)).merge
+    assert merge is not None and merge.weights is not None, f"{checkpoint_dir}: an ensemble without weights"
     dirs = member_dirs(checkpoint_dir)
     names = [f"member{i}" for i in range(len(dirs))]
     model = PeftModel.from_pretrained(base_model, str(dirs[0]), adapter_name=names[0])
     for name, directory in zip(names[1:], dirs[1:], strict=True):
         model.load_adapter(str(directory), adapter_name=name)
-    return model.eval(), names, list(manifest["ensemble"]["weights"])
+    return model.eval(), names, list(merge.weights)
 
 
 class EnsembleLM(HFLM):

@@ -104,11 +104,10 @@ HF_ONLY_KINDS = ("ensemble", "loramoe")
 def _kind_of(ref: str | None) -> str | None:
     if ref is None:
         return None
-    manifest = Path(ref) / "checkpoint.json"
-    if manifest.is_file():
-        import json
+    from harness.checkpoint import MANIFEST, Checkpoint
 
-        return json.loads(manifest.read_text(encoding="utf-8")).get("kind")
+    if (Path(ref) / MANIFEST).is_file():
+        return Checkpoint.load(Path(ref)).kind  # a damaged checkpoint is a one-line error here, before any work
     return None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from harness.builtin import is_builtin, resolve_builtin
 from harness.checkpoint import MANIFEST, Checkpoint
 from harness.errors import UserError
-from harness.keys import content_key, directory_hash
+from harness.keys import content_key
 from harness.sources import classify
 
 # Weight files are fingerprinted by size plus their first and last bytes rather than read whole:
@@ -77,16 +77,13 @@ def outputs_target(backend: str, files: list[Path], options: dict[str, Any]) -> 
 
 
 def _from_checkpoint(checkpoint: Checkpoint) -> EvalTarget:
-    manifest = checkpoint.manifest
-    base = manifest.get("base_model") or {}
-    base_id = base.get("id")
-    if not base_id and checkpoint.kind != "dense":
-        raise UserError(f"{checkpoint.path / MANIFEST}: base_model.id is missing; re-create the checkpoint")
-    base_model = str(resolve_builtin(base_id)) if is_builtin(base_id) else base_id
+    base_id = checkpoint.base_model.id if checkpoint.kind == "dense" else checkpoint.require_base_id()
+    base_model = str(resolve_builtin(base_id)) if base_id and is_builtin(base_id) else base_id
     # The training runner records checkpoints under this key, so an eval lands on the same row.
     key = checkpoint.store_key
-    common: dict[str, Any] = {"revision": base.get("revision"), "path": checkpoint.path, "provenance": manifest}
-    content_hash = directory_hash(checkpoint.path)
+    common: dict[str, Any] = {"revision": checkpoint.base_model.revision, "path": checkpoint.path,
+                              "provenance": checkpoint.manifest}
+    content_hash = checkpoint.content_hash()
     kind = checkpoint.kind
     if kind == "lora":
         return EvalTarget(str(checkpoint.path), key, kind, content_hash, model=base_model,

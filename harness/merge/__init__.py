@@ -1,13 +1,12 @@
-"""Merge operators over task vectors (operators.py), LoRA-preserving merges (lora.py), streamed
-dense merges (dense.py), and checkpoint-level merging (checkpoints.py)."""
+"""Merge operators over task vectors (operators.py), registered as records (operator.py,
+builtin_operators.py), LoRA-preserving merges (lora.py), streamed dense merges (dense.py), and
+checkpoint-level merging (checkpoints.py)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from harness import registry
+from harness.merge.operator import MergeOperator, operator
 
 
-def get(name: str) -> Any:
-    """The registered operator `name`: `op(tensors, base=None, weights=None, **params) -> tensor`."""
-    return registry.merges.get(name)
+def get(name: str) -> MergeOperator:
+    """The registered operator `name`, callable as `op(tensors, base=None, weights=None, **params) -> tensor`."""
+    return operator(name)

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from harness.checkpoint_payload import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from harness.errors import UserError
 
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
+__all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "Adapter", "LoraModule", "read_adapter", "write_adapter"]
 _PREFIX = "base_model.model."
 
 

@@ -1,9 +1,10 @@
 """Merge checkpoints (LoRA adapters or dense models of one base) into one checkpoint.
 
-`average` of LoRA inputs stays a LoRA (exact, by concatenation); `lora_factor_average` too
-(approximate, as the DTM authors' code); every other operator writes a dense model, or, with
-`lora_rank`, a LoRA of that rank re-factorised by truncated SVD (error in the manifest).
-Incompatible inputs are refused before anything is written.
+What a merge writes follows its operator's record (harness/merge/operator.py): `average` of LoRA
+inputs stays a LoRA (exact, by concatenation), `lora_factor_average` too (approximate, as the DTM
+authors' code), `ensemble` keeps the inputs as a logit ensemble; every other operator writes a
+dense model, or, with `lora_rank`, a LoRA of that rank re-factorised by truncated SVD (error in
+the manifest). Incompatible inputs are refused before anything is written.
 """
 
 from __future__ import annotations
@@ -12,19 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import registry
 from harness.checkpoint import Checkpoint, find_complete, write_checkpoint
 from harness.errors import UserError
 from harness.keys import content_key
+from harness.manifest import BaseModelRef
 from harness.merge.adapters import Adapter, read_adapter, write_adapter
-from harness.merge.dense import merge_dense
-from harness.merge.lora import exact_average, factor_average
+from harness.merge.operator import MergeOperator, operator
 from harness.merge.operators import check_weights
 from harness.modeling import resolve_model_dir
-
-# Not a tensor operator: the sub-models are kept and their probabilities averaged at evaluation.
-ENSEMBLE = "ensemble"
-LORA_OUTPUT_OPS = {"average": exact_average, "lora_factor_average": factor_average}
 
 
 def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path, *,
@@ -32,87 +28,99 @@ def merge_checkpoints(checkpoints: Sequence[Checkpoint], op: str, out_dir: Path,
                       fishers: Sequence[dict[str, Any]] | None = None,
                       provenance: dict[str, Any] | None = None, lora_rank: int | None = None) -> Checkpoint:
     params = dict(params or {})
-    if lora_rank is not None:
-        _check_refactorable(checkpoints, op, lora_rank)
-    if op == ENSEMBLE:
+    record = operator(op)  # unknown names fail here, before any work
+    check_merge(record, checkpoints, weights, lora_rank, fishers)
+    if record.output == "ensemble":
         from harness.merge.ensemble import make_ensemble
 
         return make_ensemble(checkpoints, out_dir, weights, provenance)
-    operator = registry.merges.get(op)  # unknown names fail here, before any work
-    base = _common_base(checkpoints)
-    if weights is not None:
-        try:
-            check_weights(weights, len(checkpoints), must_sum_to_one=op in ("average", "lora_factor_average",
-                                                                             "fisher", "parameter_selection"))
-        except ValueError as exc:
-            raise UserError(f"--weights: {exc}") from None
+    base = common_base(checkpoints)
     identity = {"op": op, "weights": weights, "params": params, "seed": seed,
-                "inputs": [c.manifest.get("run_key") or str(c.path) for c in checkpoints]}
+                "inputs": [c.run_key or str(c.path) for c in checkpoints]}
     if lora_rank is not None:  # only when set: merges made before the option existed keep their keys
         identity["lora_rank"] = lora_rank
     key = content_key(identity)
     existing = find_complete(out_dir, key)
     if existing is not None:
         return existing
-    all_lora = all(c.kind == "lora" for c in checkpoints)
     adapters = [read_adapter(c.path) if c.kind == "lora" else c.path for c in checkpoints]
     lora_inputs = [a for a in adapters if isinstance(a, Adapter)]
-    _check_same_modules(lora_inputs, checkpoints)
+    _check_same_modules(lora_inputs)
     manifest: dict[str, Any] = {
-        "run_key": key, "base_model": base,
+        "run_key": key, "base_model": base.as_dict(),
         "merge": {"op": op, "weights": weights, "params": params, "seed": seed,
-                  "inputs": [{"path": str(c.path), "run_key": c.manifest.get("run_key")} for c in checkpoints]},
+                  "inputs": [{"path": str(c.path), "run_key": c.run_key} for c in checkpoints]},
         "provenance": provenance or {},
     }
-    if op in LORA_OUTPUT_OPS and lora_rank is None:
-        if not all_lora:
-            raise UserError(f"--op {op}: every input must be a LoRA checkpoint to stay a LoRA; "
-                            "use task_arithmetic for dense inputs")
-        if op == "lora_factor_average":
+    if record.output == "lora" and lora_rank is None and len(lora_inputs) == len(adapters):
+        if record.lora_inputs_only:
             _check_same_shapes(lora_inputs)
-        config, modules = LORA_OUTPUT_OPS[op](lora_inputs, weights)
+        config, modules = record.lora_function()(lora_inputs, weights)
         manifest["kind"] = "lora"
         return write_checkpoint(out_dir, manifest, lambda tmp: write_adapter(tmp, config, modules))
-    if op == "fisher" and fishers is None:
-        raise UserError("--op fisher: needs each sub-model's Fisher; merge through a method or give --fisher-data")
-    base_dir = resolve_model_dir(base["id"], base.get("revision"))
+    base_dir = resolve_model_dir(str(base.id), base.revision)
     if lora_rank is not None:
-        return _write_refactored(out_dir, manifest, base_dir, lora_inputs, operator, lora_rank, weights, params,
+        return _write_refactored(out_dir, manifest, base_dir, lora_inputs, record, lora_rank, weights, params,
                                  seed, fishers)
+    return _write_dense(out_dir, manifest, base_dir, adapters, record, weights, params, seed, fishers)
+
+
+def check_merge(record: MergeOperator, checkpoints: Sequence[Checkpoint], weights: Sequence[float] | None,
+                lora_rank: int | None, fishers: Sequence[Any] | None) -> None:
+    """Refuse, in one line, a merge the operator cannot make of these inputs."""
+    if len(checkpoints) < 1:
+        raise UserError("merge: give at least one checkpoint")
+    if lora_rank is not None:
+        if lora_rank < 1:
+            raise UserError(f"--lora-rank: must be a positive rank (got {lora_rank})")
+        if not record.refactorable:
+            raise UserError(f"--lora-rank: --op {record.name} is not re-factorised; use it without --lora-rank")
+    if lora_rank is not None or record.lora_inputs_only:
+        for checkpoint in checkpoints:
+            if checkpoint.kind != "lora":
+                why = ("--lora-rank re-factorises merges of LoRA checkpoints only" if lora_rank is not None
+                       else f"--op {record.name} takes LoRA checkpoints only")
+                fix = "drop --lora-rank to write a dense model" if lora_rank is not None else \
+                    "use task_arithmetic or average for dense inputs"
+                raise UserError(f"{checkpoint.path}: {why} (this one is {checkpoint.kind}); {fix}")
+    if weights is not None:
+        try:
+            check_weights(weights, len(checkpoints), must_sum_to_one=record.weights_sum_to_one)
+        except ValueError as exc:
+            raise UserError(f"--weights: {exc}") from None
+    if record.needs_fisher and fishers is None:
+        raise UserError(f"--op {record.name}: needs each sub-model's Fisher; merge through a method or give "
+                        "--fisher-data")
+    common_base(checkpoints)
+
+
+def _write_dense(out_dir: Path, manifest: dict[str, Any], base_dir: Path, adapters: Sequence[Adapter | Path],
+                 record: MergeOperator, weights: Sequence[float] | None, params: dict[str, Any], seed: int,
+                 fishers: Sequence[dict[str, Any]] | None) -> Checkpoint:
+    from harness.merge.dense import merge_dense
 
     def payload(tmp: Path) -> None:
-        manifest["merge"]["counts"] = merge_dense(base_dir, adapters, operator, tmp, weights=weights, params=params,
+        manifest["merge"]["counts"] = merge_dense(base_dir, adapters, record, tmp, weights=weights, params=params,
                                                   seed=seed, fishers=fishers)
 
     manifest["kind"] = "dense"
     try:
         return write_checkpoint(out_dir, manifest, payload)
     except ValueError as exc:  # an operator's parameter check, e.g. density out of range
-        raise UserError(f"--op {op}: {exc}") from None
-
-
-def _check_refactorable(checkpoints: Sequence[Checkpoint], op: str, lora_rank: int) -> None:
-    if lora_rank < 1:
-        raise UserError(f"--lora-rank: must be a positive rank (got {lora_rank})")
-    if op in (ENSEMBLE, "lora_factor_average"):
-        raise UserError(f"--lora-rank: --op {op} is not re-factorised; use it without --lora-rank")
-    for checkpoint in checkpoints:
-        if checkpoint.kind != "lora":
-            raise UserError(f"{checkpoint.path}: --lora-rank re-factorises merges of LoRA checkpoints only "
-                            f"(this one is {checkpoint.kind}); drop --lora-rank to write a dense model")
+        raise UserError(f"--op {record.name}: {exc}") from None
 
 
 def _write_refactored(out_dir: Path, manifest: dict[str, Any], base_dir: Path, adapters: Sequence[Adapter],
-                      operator: Any, lora_rank: int, weights: Sequence[float] | None, params: dict[str, Any],
+                      record: MergeOperator, lora_rank: int, weights: Sequence[float] | None, params: dict[str, Any],
                       seed: int, fishers: Sequence[dict[str, Any]] | None) -> Checkpoint:
     from harness.merge.refactor import merge_to_lora
 
     def payload(tmp: Path) -> None:
         try:
-            config, modules, report = merge_to_lora(base_dir, adapters, operator, lora_rank, weights=weights,
+            config, modules, report = merge_to_lora(base_dir, adapters, record, lora_rank, weights=weights,
                                                     params=params, seed=seed, fishers=fishers)
         except ValueError as exc:  # an operator's parameter check, e.g. density out of range
-            raise UserError(f"--op {manifest['merge']['op']}: {exc}") from None
+            raise UserError(f"--op {record.name}: {exc}") from None
         manifest["merge"]["lora_rank"] = lora_rank
         manifest["merge"]["svd"] = report
         write_adapter(tmp, config, modules)
@@ -121,18 +129,18 @@ def _write_refactored(out_dir: Path, manifest: dict[str, Any], base_dir: Path, a
     return write_checkpoint(out_dir, manifest, payload)
 
 
-def _common_base(checkpoints: Sequence[Checkpoint]) -> dict[str, Any]:
-    if len(checkpoints) < 1:
-        raise UserError("merge: give at least one checkpoint")
-    bases = [c.manifest.get("base_model") or {} for c in checkpoints]
-    for checkpoint, other in zip(checkpoints[1:], bases[1:], strict=True):
-        if (other.get("id"), other.get("revision")) != (bases[0].get("id"), bases[0].get("revision")):
-            raise UserError(f"{checkpoint.path}: base model {other.get('id')} differs from {checkpoints[0].path}'s "
-                            f"{bases[0].get('id')}; merge only checkpoints of one base model")
-    return bases[0]
+def common_base(checkpoints: Sequence[Checkpoint]) -> BaseModelRef:
+    """The one base model of `checkpoints`; a one-line error when they differ."""
+    first = checkpoints[0].base_model
+    for checkpoint in checkpoints[1:]:
+        other = checkpoint.base_model
+        if (other.id, other.revision) != (first.id, first.revision):
+            raise UserError(f"{checkpoint.path}: base model {other.id} differs from {checkpoints[0].path}'s "
+                            f"{first.id}; merge only checkpoints of one base model")
+    return first
 
 
-def _check_same_modules(adapters: Sequence[Adapter], checkpoints: Sequence[Checkpoint]) -> None:
+def _check_same_modules(adapters: Sequence[Adapter]) -> None:
     for adapter in adapters[1:]:
         if set(adapter.modules) != set(adapters[0].modules):
             raise UserError(f"{adapter.path}: adapts other modules ({', '.join(adapter.target_modules)}) than "

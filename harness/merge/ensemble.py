@@ -13,31 +13,23 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkpoint import Checkpoint, find_complete, write_checkpoint
-from harness.errors import UserError
+from harness.checkpoint_payload import ADAPTER_CONFIG, ADAPTER_WEIGHTS, ENSEMBLE_MEMBERS
 from harness.keys import content_key
-from harness.merge.adapters import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from harness.merge.operators import check_weights
 
-MEMBERS = "members"
+MEMBERS = ENSEMBLE_MEMBERS
 
 
 def make_ensemble(checkpoints: Sequence[Checkpoint], out_dir: Path, weights: Sequence[float] | None = None,
                   provenance: dict[str, Any] | None = None) -> Checkpoint:
-    if any(c.kind != "lora" for c in checkpoints):
-        raise UserError("--op ensemble: every member must be a LoRA checkpoint of the same base model")
-    try:
-        w = check_weights(weights, len(checkpoints))
-    except ValueError as exc:
-        raise UserError(f"--weights: {exc}") from None
-    bases = {(c.manifest["base_model"]["id"], c.manifest["base_model"].get("revision")) for c in checkpoints}
-    if len(bases) != 1:
-        raise UserError("--op ensemble: the members have different base models; ensemble adapters of one base")
-    key = content_key({"ensemble": [c.manifest.get("run_key") or str(c.path) for c in checkpoints], "weights": w})
+    """Checked by `check_merge` (LoRA members of one base, valid weights) before it is called."""
+    w = check_weights(weights, len(checkpoints))
+    key = content_key({"ensemble": [c.run_key or str(c.path) for c in checkpoints], "weights": w})
     existing = find_complete(out_dir, key)
     if existing is not None:
         return existing
-    manifest = {"kind": "ensemble", "run_key": key, "base_model": checkpoints[0].manifest["base_model"],
-                "ensemble": {"weights": w, "members": [{"path": str(c.path), "run_key": c.manifest.get("run_key")}
+    manifest = {"kind": "ensemble", "run_key": key, "base_model": checkpoints[0].base_model.as_dict(),
+                "ensemble": {"weights": w, "members": [{"path": str(c.path), "run_key": c.run_key}
                                                        for c in checkpoints]},
                 "provenance": provenance or {}}
 

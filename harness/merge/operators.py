@@ -141,9 +141,6 @@ def ties(tensors: Tensors, base: torch.Tensor | None = None, weights: Sequence[f
                          thresholds=thresholds)
 
 
-# A streaming caller must pass `thresholds` computed over the whole tensor when it merges in chunks.
-ties.needs_magnitude_thresholds = True  # type: ignore[attr-defined]
-
 
 def dare(tensors: Tensors, base: torch.Tensor | None = None, weights: Sequence[float] | None = None,
          p: float = 0.5, scale: float = 1.0, seed: int = 0, **_: object) -> torch.Tensor:
@@ -183,8 +180,3 @@ def parameter_selection(tensors: Tensors, base: torch.Tensor | None = None, weig
     picked = deltas.gather(0, choice.unsqueeze(0)).squeeze(0)
     return _out(picked, base_f, tensors[0])
 
-
-OPERATORS = {
-    "average": average, "task_arithmetic": task_arithmetic, "ties": ties, "dare": dare,
-    "dare_ties": dare_ties, "fisher": fisher, "parameter_selection": parameter_selection,
-}

@@ -6,15 +6,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness import registry
+from harness.errors import UserError
+from harness.merge.operator import operator
 
 
 class MergeSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("average", description="Merge operator (see harness/merge/operators.py), or `ensemble` "
-                                              "to keep the sub-models and average their probabilities when "
-                                              "evaluating (hf backend; K forward passes per token).")
+    name: str = Field("average", description="A registered merge operator (`atax merge --help` lists them), "
+                                              "e.g. average, ties, or `ensemble` to keep the sub-models and "
+                                              "average their probabilities when evaluating (hf backend; K "
+                                              "forward passes per token).")
     params: dict[str, Any] = Field(default_factory=dict, description="Operator parameters, e.g. density, p.")
     lora_rank: int | None = Field(None, ge=1, description="Re-factorise the merged deltas of LoRA sub-models into "
                                                           "one LoRA of this rank (truncated SVD; the error goes "
@@ -24,12 +26,14 @@ class MergeSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _registered(cls, name: str) -> str:
-        if name not in registry.merges and name != "ensemble":
-            raise ValueError(f"unknown merge operator '{name}'; known: {', '.join(registry.merges.names())}")
+        try:
+            operator(name)
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
         return name
 
     @model_validator(mode="after")
     def _refactorable(self) -> MergeSpec:
-        if self.lora_rank is not None and self.name in ("ensemble", "lora_factor_average"):
+        if self.lora_rank is not None and not operator(self.name).refactorable:
             raise ValueError(f"lora_rank: merge '{self.name}' is not re-factorised; remove lora_rank")
         return self

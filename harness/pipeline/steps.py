@@ -73,7 +73,7 @@ def _train(job: Job) -> dict[str, Any]:
     assert plan is not None, "train job scheduled before its plan finished"
     jobs, _, _ = _train_jobs(job, plan)
     checkpoint = train(jobs[job.spec["index"]], QuietProgress())
-    return {"path": str(checkpoint.path), "run_key": checkpoint.manifest["run_key"]}
+    return {"path": str(checkpoint.path), "run_key": checkpoint.run_key}
 
 
 def _combine(job: Job) -> dict[str, Any]:
@@ -86,8 +86,8 @@ def _combine(job: Job) -> dict[str, Any]:
     jobs, (experiment, entry, seed, results), data = _train_jobs(job, plan)
     runs = [Checkpoint.load(j.out_dir) for j in jobs]
     finals = combine_method(experiment, entry, seed, results, data, jobs, runs)
-    return {"checkpoints": [{"path": str(c.path), "key": c.manifest.get("run_key") or str(c.path),
-                             "variant": c.manifest.get("variant")} for c in finals]}
+    return {"checkpoints": [{"path": str(c.path), "key": c.run_key or str(c.path),
+                             "variant": c.variant} for c in finals]}
 
 
 def _eval(job: Job) -> dict[str, Any]:

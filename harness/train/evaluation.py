@@ -14,14 +14,14 @@ def checkpoint_loss(checkpoint: Checkpoint, records: Sequence[Any], template: st
     from harness.modeling import load_causal_lm, load_tokenizer, pick_device
     from harness.train.loss import mean_token_loss
 
-    base = checkpoint.manifest["base_model"]
+    base = checkpoint.base_model
     device = pick_device()
-    tokenizer = load_tokenizer(base["id"], base.get("revision"))
+    tokenizer = load_tokenizer(checkpoint.require_base_id(), base.revision)
     if checkpoint.kind == "lora":
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(load_causal_lm(base["id"], base.get("revision"), "auto", device),
-                                          str(checkpoint.path))
+        base_lm = load_causal_lm(checkpoint.require_base_id(), base.revision, "auto", device)
+        model = PeftModel.from_pretrained(base_lm, str(checkpoint.path))
     elif checkpoint.kind == "dense":
         model = load_causal_lm(str(checkpoint.path), None, "auto", device)
     else:
