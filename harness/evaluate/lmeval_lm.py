@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 _REQUEST_TYPES = ("loglikelihood", "loglikelihood_rolling", "generate_until")
 # Options that change how fast answers come, not what they are: left out of the cache key.
-_SPEED_ONLY_OPTIONS = frozenset({"batch_size", "max_batch_size"})
+_SPEED_ONLY_OPTIONS = frozenset({"batch_size", "max_batch_size", "prefix_cache", "generation_rows", "token_budget"})
 
 
 def response_cache_path(target: EvalTarget, backend: str, options: dict[str, Any]) -> Path:

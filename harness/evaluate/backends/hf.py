@@ -1,4 +1,9 @@
-"""The `hf` backend: lm-eval's HFLM (transformers) on CPU or GPU, a LoRA adapter put on with peft."""
+"""The `hf` backend: lm-eval's HFLM (transformers) on CPU or GPU, a LoRA adapter put on with peft.
+
+Log-likelihoods and greedy generations go through atax's engines (`harness.evaluate.prefix_hflm`:
+shared prefixes computed once, rows that stop on their own); lm-eval's path remains for what
+they do not cover (sampling, truncated requests, models whose cache they cannot drive).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,13 @@ if TYPE_CHECKING:
 
 
 class HFOptions(PluginOptions):
-    batch_size: int | Literal["auto"] = Field(8, description="Requests per forward pass (auto: lm-eval probes).")
+    batch_size: int | Literal["auto"] = Field(
+        8, description="Requests per forward pass on lm-eval's own path (auto: lm-eval probes).")
+    prefix_cache: bool = Field(True, description="Shared-prefix log-likelihoods and batched greedy generation "
+                               "(same answers; false: lm-eval's HFLM path for everything).")
+    generation_rows: int = Field(16, ge=1, description="Prompts decoded together by the batched generator.")
+    token_budget: int = Field(512, ge=16, description="Starting padded tokens per forward of the prefix "
+                              "scorer (then doubled while measured throughput improves).")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; auto = bfloat16 on a GPU that supports it, else float32.")
     device: str | None = Field(None, description="torch device; None = cuda if available, else cpu.")
@@ -33,8 +44,8 @@ class HFBackend:
         if target.model is None:
             raise UserError("CHECKPOINT_OR_MODEL is missing; the hf backend evaluates a checkpoint or model")
         import torch
-        from lm_eval.models.huggingface import HFLM
 
+        from harness.evaluate.prefix_hflm import PrefixCachedHFLM
         from harness.modeling import pick_device, resolve_dtype
 
         device_name = options.device or str(pick_device())
@@ -46,10 +57,12 @@ class HFBackend:
             kwargs["revision"] = target.revision
         if target.kind == "ensemble":
             return _ensemble_lm(target, kwargs)
+        kwargs.update(prefix_cache=options.prefix_cache, generation_rows=options.generation_rows,
+                      token_budget=options.token_budget)
         if target.kind not in ("lora", "dense", "base", "model"):
             return _adapter_kind_lm(target, kwargs)
         try:
-            return HFLM(**kwargs)
+            return PrefixCachedHFLM(**kwargs)
         except OSError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"cannot load model '{target.model}' ({first}); give a local model directory "
@@ -64,7 +77,8 @@ def _model_kwargs(target: EvalTarget, kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ensemble_lm(target: EvalTarget, kwargs: dict[str, Any]) -> LM:
-    """K adapters on one base, probabilities averaged (K forward passes per token)."""
+    """K adapters on one base, probabilities averaged (K forward passes per token); lm-eval's own
+    request path (the prefix engines drive one model's cache, not K mixed ones)."""
     import torch
 
     from harness.evaluate.ensemble_lm import EnsembleLM, load_members
@@ -79,9 +93,9 @@ def _ensemble_lm(target: EvalTarget, kwargs: dict[str, Any]) -> LM:
 def _adapter_kind_lm(target: EvalTarget, kwargs: dict[str, Any]) -> LM:
     """Checkpoint kinds made by an adapter plug-in (e.g. loramoe): the plug-in loads them."""
     import torch
-    from lm_eval.models.huggingface import HFLM
 
     from harness import registry
+    from harness.evaluate.prefix_hflm import PrefixCachedHFLM
     from harness.modeling import load_causal_lm
 
     if target.kind not in registry.adapters:
@@ -91,7 +105,7 @@ def _adapter_kind_lm(target: EvalTarget, kwargs: dict[str, Any]) -> LM:
     adapter = adapter_cls(options_model() if options_model is not None else {}, None)
     base = load_causal_lm(str(target.model), target.revision, _dtype_name(kwargs["dtype"]), torch.device(kwargs["device"]))
     model = adapter.load(base, target.path).eval()
-    return HFLM(pretrained=model, **_model_kwargs(target, kwargs))
+    return PrefixCachedHFLM(pretrained=model, **_model_kwargs(target, kwargs))
 
 
 def _dtype_name(dtype: Any) -> str:

@@ -1,0 +1,193 @@
+"""Forward passes of a causal LM over rows that continue cached key/values, with padding anywhere.
+
+The shared-prefix scorer and the batched generator both run rows whose cached past has holes
+(right padding of a row's shorter suffix sits between its prefix and what follows). Every
+position therefore carries an explicit attention-mask bit and a logical position id, so a row's
+tokens see exactly the keys (and RoPE positions) they would see in an unpadded run. Rows never
+contain a query with nothing to attend to (that would put NaNs into the cache, and 0 * NaN
+poisons the rows that mask it), which is why callers keep every padded row non-empty.
+
+Only transformers' plain `DynamicCache` (every layer a `DynamicLayer`) is handled; anything else
+(sliding windows, linear attention, custom caches) makes `supports_cache` false and the caller
+falls back to the plain path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers.cache_utils import DynamicCache, DynamicLayer
+
+
+@dataclass
+class RowCache:
+    """Cached keys/values of a batch of rows, their attention-mask bits and next logical positions."""
+
+    cache: DynamicCache | None  # None: nothing cached yet (length 0)
+    mask: torch.Tensor  # [rows, length] long, 1 where a cached position is real
+    next_position: torch.Tensor  # [rows] long: logical position of each row's next token
+
+    @property
+    def rows(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.mask.shape[1])
+
+    def select(self, index: torch.Tensor) -> RowCache:
+        """These rows (repeats allowed), as new tensors: the source stays usable."""
+        cache = None
+        if self.cache is not None:
+            cache = _cache_from_layers([(layer.keys.index_select(0, index), layer.values.index_select(0, index))
+                                        for layer in self.cache.layers])
+        return RowCache(cache, self.mask.index_select(0, index), self.next_position.index_select(0, index))
+
+
+def concat_rows(first: RowCache, second: RowCache) -> RowCache:
+    """Both batches as one: the shorter one's cache padded at its end (zeros, masked)."""
+    length = max(first.length, second.length)
+    parts = [part for part in (first, second) if part.rows]
+    if len(parts) == 1:
+        return parts[0]
+    masks = [F.pad(part.mask, (0, length - part.length)) for part in parts]
+    layered = [part for part in parts if part.cache is not None]
+    cache = None
+    if layered:
+        template = layered[0].cache.layers  # type: ignore[union-attr]
+        cache_layers = []
+        for i, layer in enumerate(template):
+            keys, values = [], []
+            for part in parts:
+                if part.cache is None:
+                    shape = (part.rows, *layer.keys.shape[1:2], length, layer.keys.shape[-1])
+                    keys.append(layer.keys.new_zeros(shape))
+                    values.append(layer.values.new_zeros((*shape[:3], layer.values.shape[-1])))
+                    continue
+                own = part.cache.layers[i]
+                keys.append(F.pad(own.keys, (0, 0, 0, length - part.length)))
+                values.append(F.pad(own.values, (0, 0, 0, length - part.length)))
+            cache_layers.append((torch.cat(keys), torch.cat(values)))
+        cache = _cache_from_layers(cache_layers)
+    return RowCache(cache, torch.cat(masks), torch.cat([part.next_position for part in parts]))
+
+
+def empty_rows(rows: int, device: torch.device) -> RowCache:
+    return RowCache(None, torch.zeros(rows, 0, dtype=torch.long, device=device),
+                    torch.zeros(rows, dtype=torch.long, device=device))
+
+
+def _cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+    cache = DynamicCache()
+    for keys, values in layers:
+        layer = DynamicLayer()
+        layer.lazy_initialization(keys, values)
+        layer.keys, layer.values = keys, values
+        cache.layers.append(layer)
+    return cache
+
+
+def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids [rows, longest] and their mask, each row's tokens first."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, tokens in enumerate(sequences):
+        ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, :len(tokens)] = 1
+    return ids.to(device), mask.to(device)
+
+
+class CachedForward:
+    """One model's forward over (past rows, new right-padded tokens), timing each call for the batch tuner."""
+
+    def __init__(self, model: Any, device: torch.device, autocast_dtype: torch.dtype | None = None,
+                 pad_id: int = 0) -> None:
+        self.model = model
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        self.pad_id = pad_id
+        inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._keeps_logits = "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+    def __call__(self, past: RowCache, tokens: Sequence[Sequence[int]],
+                 logits: bool = True) -> tuple[torch.Tensor | None, RowCache]:
+        """Run `tokens` (one list per row of `past`, none empty) after `past`.
+
+        Returns logits [rows, longest, vocab] (None when `logits` is false) and the rows' cache
+        extended by the new positions (padding included, masked).
+        """
+        ids, new_mask = pad_right(tokens, self.pad_id, self.device)
+        mask = torch.cat([past.mask, new_mask], dim=1)
+        positions = past.next_position[:, None] + torch.arange(ids.shape[1], device=self.device)[None, :]
+        kwargs: dict[str, Any] = {}
+        if not logits and self._keeps_logits:
+            kwargs["logits_to_keep"] = 1
+        cache = past.cache if past.cache is not None else DynamicCache()
+        with torch.no_grad(), self._autocast():
+            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                             past_key_values=cache, use_cache=True, **kwargs)
+        lengths = new_mask.sum(dim=1)
+        extended = RowCache(out.past_key_values, mask, past.next_position + lengths)
+        return (out.logits if logits else None), extended
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def clock(self) -> float:
+        """CPU seconds of this process on CPU (what a shared machine is billed in), wall time on a GPU."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return time.perf_counter()
+        return time.process_time()
+
+
+def supports_cache(cache: Any) -> bool:
+    """Whether a forward's returned cache is one `RowCache` can select rows of."""
+    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+class BatchTuner:
+    """Padded tokens per forward, chosen by measured throughput (no probing passes).
+
+    Starts at `start` and doubles while a budget's measured tokens per second beats the previous
+    one's by 5 %, up to `limit`; the answers do not depend on it, only the speed.
+    """
+
+    def __init__(self, start: int = 512, limit: int = 8192, trials: int = 3) -> None:
+        self.budget = start
+        self.limit = limit
+        self._trials = trials
+        self._tokens = 0
+        self._seconds = 0.0
+        self._calls = 0
+        self._previous_rate = 0.0
+        self.settled = False
+
+    def observe(self, tokens: int, seconds: float) -> None:
+        if self.settled:
+            return
+        self._tokens += tokens
+        self._seconds += max(seconds, 1e-9)
+        self._calls += 1
+        if self._calls < self._trials:
+            return
+        rate = self._tokens / self._seconds
+        if rate < self._previous_rate * 1.05 and self._previous_rate > 0:
+            self.budget //= 2
+            self.settled = True
+        elif self.budget * 2 > self.limit:
+            self.settled = True
+        else:
+            self._previous_rate = rate
+            self.budget *= 2
+        self._tokens, self._seconds, self._calls = 0, 0.0, 0

@@ -1,0 +1,192 @@
+"""lm-eval's HF model with atax's engines: shared-prefix log-likelihoods and batched greedy generation.
+
+Everything lm-eval decides stays lm-eval's (its encoding of each context/continuation pair, the
+left truncation of prompts, stop sequences, post-processing, the response-cache hook); only the
+model work is replaced (`prefix_scoring`, `generation`). Before the first use the cached forward
+is checked against a plain forward of the same tokens; a model whose forward cannot continue a
+cache with padding and explicit positions (a custom adapter, a sliding-window cache) keeps lm-eval's
+own path. `engine_paths` records which path each request type took and why.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lm_eval.models.huggingface import HFLM
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
+
+from harness.evaluate.cached_forward import BatchTuner, CachedForward, empty_rows, supports_cache
+from harness.evaluate.generation import GenerationRequest, GreedyGenerator
+from harness.evaluate.prefix_scoring import PrefixScorer
+
+log = logging.getLogger(__name__)
+
+PREFIX_PATH = "prefix-cache"
+GENERATION_PATH = "batched-greedy"
+# generation_config fields that change greedy choices; set to anything but their default, the
+# request goes through model.generate instead.
+_LOGIT_PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_repetition_penalty": 1.0,
+                     "bad_words_ids": None, "min_length": 0, "min_new_tokens": None, "forced_bos_token_id": None,
+                     "forced_eos_token_id": None, "suppress_tokens": None, "begin_suppress_tokens": None,
+                     "sequence_bias": None, "num_beams": 1, "penalty_alpha": None, "guidance_scale": None}
+
+
+class PrefixCachedHFLM(HFLM):
+    def __init__(self, *args: Any, prefix_cache: bool = True, generation_rows: int = 16,
+                 token_budget: int = 512, kv_budget: int = 65536, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.engine_paths: dict[str, str] = {}
+        self._generation_rows = generation_rows
+        self._kv_budget = kv_budget
+        self._tuner = BatchTuner(start=token_budget, limit=16384 if self.device.type == "cuda" else 4096)
+        self._engine_error: str | None = None if prefix_cache else "disabled (prefix_cache: false)"
+        self._checked = not prefix_cache
+
+    def _forward(self) -> CachedForward:
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        return CachedForward(self.model, self.device, self.mixed_precision_dtype, pad)
+
+    def _engine_usable(self, sample: list[int]) -> bool:
+        """Check once, on real tokens, that the cached forward equals a plain one for this model."""
+        if self._checked or self.backend != "causal":
+            if self.backend != "causal" and self._engine_error is None:
+                self._engine_error = f"{self.backend} models use lm-eval's path"
+            return self._engine_error is None
+        self._checked = True
+        try:
+            self._engine_error = check_cached_forward(self._forward(), self.model, sample)
+        except Exception as exc:  # a model the cache path cannot drive: lm-eval's path, said why
+            self._engine_error = f"cached forward failed: {type(exc).__name__}: {exc}"
+        if self._engine_error is not None:
+            log.warning("hf backend: using lm-eval's plain path (%s)", self._engine_error)
+        return self._engine_error is None
+
+    def _record(self, request_type: str, path: str) -> None:
+        self.engine_paths.setdefault(request_type, path)
+
+    def _loglikelihood_tokens(self, requests: list[Any], disable_tqdm: bool = False,
+                              override_bs: int | None = None) -> list[tuple[float, bool]]:
+        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= self.max_length + 1]
+        if not fits or not self._engine_usable(list(requests[fits[0]][1]) + list(requests[fits[0]][2])):
+            self._record("loglikelihood", f"plain: {self._engine_error or 'every request is truncated'}")
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        self._record("loglikelihood", PREFIX_PATH)
+        answers: list[Any] = [None] * len(requests)
+        fitting = set(fits)
+        truncated = [i for i in range(len(requests)) if i not in fitting]
+        if truncated:  # lm-eval cuts these from the left per continuation: its own path does them
+            for i, answer in zip(truncated, super()._loglikelihood_tokens(
+                    [requests[i] for i in truncated], disable_tqdm=True), strict=True):
+                answers[i] = answer
+
+        def hook(position: int, answer: tuple[float, bool]) -> None:
+            index = fits[position]
+            answers[index] = answer
+            if requests[index][0] is not None:
+                self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
+
+        scorer = PrefixScorer(self._forward(), self.softmax_dtype, self._tuner, self._kv_budget)
+        scorer.score([(requests[i][1], requests[i][2]) for i in fits], on_answer=hook)
+        return answers
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        groups: dict[str, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(json.dumps(request.args[1], sort_keys=True, default=str), []).append(i)
+        out: list[Any] = [None] * len(requests)
+        for indices in groups.values():
+            batch = [requests[i] for i in indices]
+            reason = self._greedy_blocker(batch[0].args[1])
+            if reason is None and not self._engine_usable(self.tok_encode(batch[0].args[0])[-64:] or [0, 0]):
+                reason = self._engine_error
+            if reason is not None:
+                self._record("generate_until", f"plain: {reason}")
+                answers = super().generate_until(batch, disable_tqdm=True)
+            else:
+                self._record("generate_until", GENERATION_PATH)
+                answers = self._generate_greedy(batch)
+            for i, answer in zip(indices, answers, strict=True):
+                out[i] = answer
+        return out
+
+    def _greedy_blocker(self, gen_kwargs: dict[str, Any]) -> str | None:
+        """Why these requests must go through model.generate, or None."""
+        if self.backend != "causal" or self.think_end_token is not None:
+            return "not a plain causal model"
+        kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+        extra = {k: v for k, v in kwargs.items() if k not in ("until", "max_gen_toks")}
+        if extra.get("do_sample") or float(extra.get("temperature") or 0.0) != 0.0:
+            return "sampled generation"
+        unknown = set(extra) - {"do_sample", "temperature"}
+        if unknown:
+            return f"generation options {sorted(unknown)}"
+        config = getattr(self.model, "generation_config", None)
+        for name, default in _LOGIT_PROCESSORS.items():
+            if config is not None and getattr(config, name, default) not in (default, None, [], 1.0):
+                return f"generation_config.{name} is set"
+        return None
+
+    def _generate_greedy(self, batch: list[Any]) -> list[str]:
+        gen_kwargs = batch[0].args[1]
+        kwargs = normalize_gen_kwargs(gen_kwargs, self.max_gen_toks)
+        eos = self.tok_decode(self.eot_token_id, skip_special_tokens=False)
+        until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
+        max_gen_toks = int(kwargs.pop("max_gen_toks"))
+        max_ctx_len = self.max_length - max_gen_toks
+        assert max_ctx_len > 0, f"max_gen_toks ({max_gen_toks}) must be below the model's length ({self.max_length})"
+        contexts = [request.args[0] for request in batch]
+        ids, mask = self.tok_batch_encode(contexts, left_truncate_len=max_ctx_len, truncation=self.truncation)
+        prompts = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
+        generator = GreedyGenerator(self._forward(), self.tokenizer, _eos_ids(self.model, self.tokenizer),
+                                    self._generation_rows)
+        answers: list[str] = [""] * len(batch)
+
+        def done(index: int, tokens: list[int]) -> None:
+            text = postprocess_generated_text(self.tok_decode(tokens), until, None)
+            answers[index] = text
+            self.cache_hook.add_partial("generate_until", (contexts[index], gen_kwargs), text)
+
+        generator.generate([GenerationRequest(p, max_gen_toks, until) for p in prompts], on_done=done)
+        return answers
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The ids model.generate stops a row at: its generation config's (the tokenizer's if unset)."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None) if config is not None else None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
+
+
+def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) -> str | None:
+    """None when `tokens` run as the engines run them give a plain forward's log-probabilities; else
+    what differs. A cached prefix, then two rows of different lengths (one padded), then each row's
+    rest after the padding: what the scorer and the generator do at every level."""
+    tokens = (tokens * 6)[: max(6, len(tokens))]
+    n = len(tokens)
+    q, r = n // 3, 2 * n // 3
+    _, prefix = forward(empty_rows(1, forward.device), [tokens[:q]], logits=False)
+    if not supports_cache(prefix.cache):
+        return f"the model returns a {type(prefix.cache).__name__}, not a plain DynamicCache"
+    _, middle = forward(prefix.select(torch.zeros(2, dtype=torch.long, device=forward.device)),
+                        [tokens[q:r], tokens[q:r - 1]], logits=False)
+    logits, _ = forward(middle, [tokens[r:], tokens[r - 1:]])
+    assert logits is not None
+    with torch.no_grad(), forward._autocast():
+        plain = model(input_ids=torch.tensor([tokens], device=forward.device)).logits[0]
+    expected = F.log_softmax(plain.float(), dim=-1)
+    float32 = plain.dtype == torch.float32
+    tolerance = {"atol": 1e-3, "rtol": 1e-4} if float32 else {"atol": 0.1, "rtol": 0.02}
+    for row, start in ((0, r), (1, r - 1)):
+        got = F.log_softmax(logits[row, : n - start].float(), dim=-1)
+        want = expected[start:]
+        if not torch.allclose(got, want, **tolerance):
+            return f"cached log-probabilities differ from a plain forward by up to {float((got - want).abs().max()):.3g}"
+    return None

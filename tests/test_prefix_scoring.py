@@ -1,0 +1,142 @@
+"""Shared-prefix log-likelihoods equal lm-eval's own HF model per item (tiny model, plain and LoRA)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from lm_eval.api.instance import Instance
+from lm_eval.models.huggingface import HFLM
+
+from harness.builtin import resolve_builtin
+from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM
+from harness.evaluate.prefix_scoring import plan_prefix_groups
+
+WORDS = "the cat dog sat on a mat with some red blue green ideas sleeping quickly over under 42 7".split()
+
+
+@pytest.fixture(scope="module")
+def plain_lm() -> HFLM:
+    return HFLM(pretrained=str(resolve_builtin("builtin:tiny-llama")), device="cpu", batch_size=4)
+
+
+def _fast(plain: HFLM, model: torch.nn.Module | None = None, **kwargs: object) -> PrefixCachedHFLM:
+    return PrefixCachedHFLM(pretrained=model if model is not None else plain.model, tokenizer=plain.tokenizer,
+                            device="cpu", batch_size=4, **kwargs)
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def _requests(plain: HFLM, seed: int = 0) -> list[Instance]:
+    """Multiple choice with a few-shot preamble (two tasks), zero-shot items, one-token choices,
+    a greedy continuation, a context ending in a space and a one-token context."""
+    rng = random.Random(seed)
+    out: list[Instance] = []
+
+    def add(ctx: str, cont: str) -> None:
+        out.append(Instance("loglikelihood", {}, (ctx, cont), len(out)))
+
+    for task in range(2):
+        preamble = f"Task {task}. " + "".join(f"Q: {_text(rng, 12)}\nA: {_text(rng, 3)}\n\n" for _ in range(4))
+        for _ in range(4):
+            ctx = preamble + f"Q: {_text(rng, rng.randint(2, 10))}\nA:"
+            for _ in range(rng.randint(2, 5)):
+                add(ctx, " " + _text(rng, rng.randint(1, 6)))
+    for _ in range(3):
+        ctx = f"Question: {_text(rng, rng.randint(4, 20))}\nAnswer:"
+        for letter in "ABCD":
+            add(ctx, f" {letter}")
+    ctx = "Q: red cat\nA:"
+    ids = plain.tok_encode(ctx)
+    with torch.no_grad():
+        greedy = plain.model.generate(torch.tensor([ids]), max_new_tokens=3, do_sample=False)[0, len(ids):]
+    add(ctx, plain.tokenizer.decode(greedy))
+    add("Answer: ", "blue")
+    add("x", " y z")
+    return out
+
+
+def _assert_same(expected: list[tuple[float, bool]], got: list[tuple[float, bool]]) -> None:
+    assert len(expected) == len(got)
+    for (want_ll, want_greedy), (ll, greedy) in zip(expected, got, strict=True):
+        assert abs(want_ll - ll) <= 1e-4, (want_ll, ll)
+        assert want_greedy == greedy
+
+
+def test_plan_groups_shared_preambles_pooled_rest_and_one_token_contexts() -> None:
+    preamble_a, preamble_b = tuple(range(100, 140)), tuple(range(200, 230))
+    contexts = [preamble_a + (1, 2, 3), preamble_b + (5, 6), preamble_a + (1, 9), (7, 8, 9, 10), (11,),
+                preamble_b + (4,), (12, 13)]
+    groups = plan_prefix_groups(contexts)
+    by_members = {frozenset(g.contexts): g.prefix_length for g in groups}
+    assert by_members[frozenset({0, 2})] == 40  # each suffix keeps >= 2 tokens (one to run, one to feed)
+    assert by_members[frozenset({1, 5})] == 29  # preamble_b's last token stays with the shorter context
+    assert by_members[frozenset({3, 6})] == 0  # nothing worth sharing: pooled
+    assert by_members[frozenset({4})] == 0  # one token: nothing to cache
+    assert sorted(i for g in groups for i in g.contexts) == list(range(len(contexts)))
+
+
+def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None:
+    requests = _requests(plain_lm)
+    expected = plain_lm.loglikelihood(requests, disable_tqdm=True)
+    assert any(greedy for _, greedy in expected), "the requests should include a greedy continuation"
+    fast = _fast(plain_lm)
+    _assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
+    assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
+    # Tiny budgets: many forwards per level, continuation rows split across batches.
+    _assert_same(expected, _fast(plain_lm, token_budget=16, kv_budget=256).loglikelihood(requests, disable_tqdm=True))
+
+
+def test_without_prefix_cache_is_lm_evals_path(plain_lm: HFLM) -> None:
+    requests = _requests(plain_lm, seed=1)
+    fast, off = _fast(plain_lm), _fast(plain_lm, prefix_cache=False)
+    _assert_same(off.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
+    assert off.engine_paths["loglikelihood"].startswith("plain: disabled")
+
+
+def test_requests_over_the_models_length_are_truncated_as_lm_eval_does(plain_lm: HFLM) -> None:
+    requests = _requests(plain_lm, seed=2)
+    short = HFLM(pretrained=plain_lm.model, tokenizer=plain_lm.tokenizer, device="cpu", batch_size=4, max_length=48)
+    fast = _fast(plain_lm, max_length=48)
+    _assert_same(short.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
+    assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
+
+
+def test_lora_model(plain_lm: HFLM) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    base = HFLM(pretrained=str(resolve_builtin("builtin:tiny-llama")), device="cpu", batch_size=4).model
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
+    lora = get_peft_model(base, config).eval()
+    requests = _requests(plain_lm, seed=3)
+    expected = HFLM(pretrained=lora, tokenizer=plain_lm.tokenizer, device="cpu",
+                    batch_size=4).loglikelihood(requests, disable_tqdm=True)
+    assert abs(expected[0][0] - plain_lm.loglikelihood(requests[:1], disable_tqdm=True)[0][0]) > 1e-3
+    fast = _fast(plain_lm, model=lora)
+    _assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
+    assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
+
+
+def _ignoring_positions(model: torch.nn.Module) -> torch.nn.Module:
+    """The model with a forward that drops position ids and the padding mask (as a custom adapter might)."""
+    forward = model.forward
+
+    def without_positions(input_ids: torch.Tensor, **kwargs: object) -> object:
+        kwargs.pop("position_ids", None)
+        kwargs.pop("attention_mask", None)
+        return forward(input_ids=input_ids, **kwargs)
+
+    model.forward = without_positions
+    return model
+
+
+def test_a_model_the_cache_path_cannot_drive_falls_back_and_says_so(plain_lm: HFLM) -> None:
+    requests = _requests(plain_lm, seed=4)
+    model = HFLM(pretrained=str(resolve_builtin("builtin:tiny-llama")), device="cpu", batch_size=4).model
+    fast = _fast(plain_lm, model=_ignoring_positions(model))
+    _assert_same(plain_lm.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
+    assert fast.engine_paths["loglikelihood"].startswith("plain: cached log-probabilities differ")
