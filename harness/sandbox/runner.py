@@ -1,15 +1,20 @@
 """Run model-written Python programs (a completion plus its tests) in a sandboxed subprocess and score them.
 
-Each program runs as `[unshare --net --pid --fork --kill-child] python -s [-S] bootstrap.py` in a new
-session, in a fresh temporary directory that is removed afterwards, with a scrubbed environment, under
-rlimits and the bootstrap's audit-hook guard (see bootstrap.py and limits.py). It has passed only if it
-exits 0 and wrote the run's secret token, which the bootstrap writes only after the program's last line.
+Each program runs as `python -s [-S] bootstrap.py` in a new session, with a scrubbed environment, under
+rlimits and the bootstrap's audit-hook guard, and at the `os` level (levels.py) behind the operating
+system's boundary (confine.py): own mount/PID/network/IPC/UTS namespaces, a read-only view of only the
+system and Python directories, a private size-limited /tmp as its cwd, uid 65534 without capabilities,
+killed with its parent.
+
+A program has passed when it exits 0 after the bootstrap said "started" (why that cannot be forged:
+bootstrap.py). Its time limit is CPU time (RLIMIT_CPU, and the CPU its processes used), so a verdict does
+not depend on machine load; a generous wall-clock limit only stops programs that sleep or block.
 
 Why not `python -I`: it implies -E, which would ignore PYTHONHASHSEED and make set/dict-of-str order (and
 so some verdicts) vary between runs. The environment is built from scratch here, so -E adds nothing; -s
 drops the user site directory and -S, unless `Limits.site_packages`, all installed packages.
 
-Linux only: it relies on /proc, process groups, and (where available) unshare(1).
+Linux only: it relies on /proc, process groups and, at the `os` level, namespaces.
 """
 
 from __future__ import annotations
@@ -18,20 +23,19 @@ import contextlib
 import json
 import logging
 import os
-import secrets
 import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from harness.sandbox.levels import Level, sandbox_level
 from harness.sandbox.limits import Limits
 
 logger = logging.getLogger(__name__)
@@ -40,8 +44,8 @@ Status = Literal["passed", "failed", "timeout", "error"]
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 _CHILD_PATH = "/usr/local/bin:/usr/bin:/bin"
 _GROUP_EXIT_WAIT_S = 1.0
-_UNSHARE_NOISE = "unshare: sigprocmask unblock failed: Invalid argument\n"
-_NETWORK_PROBE = "import socket, sys; sys.exit([n for _, n in socket.if_nameindex()] != ['lo'])"
+# Top-level directories a program's interpreter may need (shared libraries, timezone and locale data).
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
 @dataclass(frozen=True)
@@ -49,132 +53,103 @@ class ExecutionResult:
     """How one program ended. `error` means the sandbox failed before the program started."""
 
     status: Status
-    returncode: int | None  # negative: killed by that signal (1 when unshare relays a SIGKILL)
+    returncode: int | None  # negative: killed by that signal; 128 + N: the same, relayed at the `os` level
     stdout: str  # at most Limits.output_bytes of it, plus a note when cut
     stderr: str
-    duration_s: float
+    duration_s: float  # wall clock, for information only: no verdict depends on it
+    cpu_s: float = 0.0  # CPU seconds of all its processes
+    level: Level | None = None
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
 
 
-def run_program(code: str, *, timeout_s: float = 10.0, limits: Limits | None = None) -> ExecutionResult:
-    """Run `code` (e.g. prompt + completion + tests) in the sandbox; never raises for what the code does."""
+def run_program(code: str, *, timeout_s: float = 10.0, limits: Limits | None = None,
+                level: Level | None = None) -> ExecutionResult:
+    """Run `code` (e.g. prompt + completion + tests) in the sandbox; never raises for what the code does.
+
+    `timeout_s` is CPU seconds. `level` defaults to what `sandbox_level()` allows here (which raises
+    UserError where no OS boundary is available and the user did not opt into a weaker level).
+    """
     limits = limits or Limits()
-    token = secrets.token_hex(16)  # unguessable, so printing a constant cannot fake a pass
+    level = level or sandbox_level()
     root = Path(tempfile.mkdtemp(prefix="atax-sandbox-"))
     try:
-        work = root / "work"  # the program's cwd; its outputs and the program file live beside it
+        work = root / "work"  # the program's cwd at the `process` level; at `os`, the mount point of its root
         work.mkdir()
         program = root / "program.py"
         program.write_text(code, encoding="utf-8")
         with open(root / "stdout", "wb") as out, open(root / "stderr", "wb") as err, \
                 open(root / "status", "wb") as status:
-            config = {"work_dir": str(work), "program": str(program), "status_fd": status.fileno(),
-                      "rlimits": limits.rlimits(timeout_s)}
+            config = {"level": level, "work_dir": str(work), "new_root": str(work), "program": str(program),
+                      "status_fd": status.fileno(), "rlimits": limits.rlimits(timeout_s),
+                      "harness_pid": os.getpid(), "bootstrap_dir": str(BOOTSTRAP.parent),
+                      "read_only": _read_only_paths(limits), "tmp_bytes": limits.work_dir_bytes}
             interpreter = [sys.executable, "-s", *([] if limits.site_packages else ["-S"])]
-            command = [*_isolation_prefix(), *interpreter, str(BOOTSTRAP), json.dumps(config)]
             start = time.monotonic()
             try:
-                proc = subprocess.Popen(command, cwd=work, env=_child_env(work), stdin=subprocess.PIPE,
-                                        stdout=out, stderr=err, pass_fds=(status.fileno(),),
+                proc = subprocess.Popen([*interpreter, str(BOOTSTRAP), json.dumps(config)], cwd=work,
+                                        env=_child_env(level, work), stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=err, pass_fds=(status.fileno(),),
                                         start_new_session=True)  # its own process group, to kill as one
             except OSError as e:
-                return ExecutionResult("error", None, "", f"sandbox: could not start python: {e}", 0.0)
-            timed_out = True  # until the wait says otherwise: an interrupted harness still kills the program
+                return ExecutionResult("error", None, "", f"sandbox: could not start python: {e}", 0.0, 0.0, level)
+            wall_timed_out = True  # until the wait says otherwise: an interrupted harness still kills it
             try:
-                _send_token(proc, token)
-                timed_out = _wait_for_exit(proc.pid, timeout_s)
+                wall_timed_out = _wait_for_exit(proc.pid, limits.wall_limit_s(timeout_s))
             finally:
-                returncode, cpu_s = _kill_group_and_reap(proc, timed_out)
+                returncode, cpu_s = _kill_group_and_reap(proc, wall_timed_out)
             duration_s = time.monotonic() - start
-        status_text = (root / "status").read_text(errors="replace")
-        # The CPU limit shows as SIGXCPU (directly, or as 128 + signo through `unshare --fork`); CPU
-        # accounting alone can come out just short of the limit on a loaded machine.
-        cpu_killed = returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU)
-        if timed_out or cpu_killed or cpu_s >= limits.cpu_limit_s(timeout_s) - 0.05:
-            verdict: Status = "timeout"
-        elif returncode == 0 and token in status_text:
-            verdict = "passed"
-        elif not status_text:
-            verdict = "error"  # the bootstrap never reached the program: stderr says why
-        else:
-            verdict = "failed"
-        # unshare --fork cannot re-raise a SIGKILL that ended its child and says so; that is not the program's.
-        stderr = _read_capped(root / "stderr", limits.output_bytes).replace(_UNSHARE_NOISE, "")
-        return ExecutionResult(verdict, returncode, _read_capped(root / "stdout", limits.output_bytes), stderr,
-                               duration_s)
+        verdict = _verdict((root / "status").read_text(errors="replace"), returncode, cpu_s, wall_timed_out,
+                           limits.cpu_limit_s(timeout_s))
+        return ExecutionResult(verdict, returncode, _read_capped(root / "stdout", limits.output_bytes),
+                               _read_capped(root / "stderr", limits.output_bytes), duration_s, cpu_s, level)
     finally:
         _remove_tree(root)
 
 
+def _verdict(status_text: str, returncode: int, cpu_s: float, wall_timed_out: bool, cpu_limit_s: int) -> Status:
+    # At RLIMIT_CPU (soft = hard) the kernel sends SIGKILL; relayed as 128 + 9 at the `os` level.
+    killed = returncode in (-signal.SIGKILL, -signal.SIGXCPU, 128 + signal.SIGKILL, 128 + signal.SIGXCPU)
+    if wall_timed_out or (killed and cpu_s >= cpu_limit_s - 0.1):
+        return "timeout"
+    if not status_text.startswith("started"):
+        return "error"  # the sandbox never reached the program: stderr says why
+    return "passed" if returncode == 0 else "failed"
+
+
 def run_programs(codes: list[str], *, workers: int | None = None, timeout_s: float = 10.0,
-                 limits: Limits | None = None) -> list[ExecutionResult]:
+                 limits: Limits | None = None, level: Level | None = None) -> list[ExecutionResult]:
     """Run many programs, `workers` at a time (default: one per usable CPU); results in input order."""
     if not codes:
         return []
-    _isolation_prefix()  # probe once here rather than racing in every worker thread
+    level = level or sandbox_level()  # resolved once here rather than in every worker thread
     workers = workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=min(workers, len(codes)), thread_name_prefix="sandbox") as pool:
-        return list(pool.map(lambda code: run_program(code, timeout_s=timeout_s, limits=limits), codes))
+        return list(pool.map(lambda code: run_program(code, timeout_s=timeout_s, limits=limits, level=level),
+                             codes))
 
 
-def network_isolation_available() -> bool:
-    """Whether programs run in their own network namespace (no interfaces but a downed loopback).
-
-    Where it is not (no `unshare`, or namespaces forbidden, as in some containers), the bootstrap's guard
-    still refuses socket connect/bind/sendto and name lookups, but that guard is in-process only.
-    """
-    return any(arg == "--net" for arg in _isolation_prefix())
-
-
-_prefix_lock = threading.Lock()
-_prefix: tuple[str, ...] | None = None
-
-
-def _isolation_prefix() -> tuple[str, ...]:
-    """The `unshare ...` words to put before python, found by trying them once per harness process."""
-    global _prefix
-    with _prefix_lock:
-        if _prefix is None:
-            _prefix = _probe_isolation()
-        return _prefix
+def _read_only_paths(limits: Limits) -> list[str]:
+    """What the `os` level shows the program (read-only): system directories and this Python's own."""
+    paths = [p for p in _SYSTEM_DIRS if os.path.lexists(p)]
+    paths += [sys.base_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]
+    if limits.site_packages:  # the environment's packages, wherever its sys.path points
+        paths += [sys.prefix, *(p for p in sys.path if p and os.path.isdir(p))]
+    kept: list[str] = []
+    for path in sorted({os.path.abspath(p) for p in paths}):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept if not os.path.islink(k)):
+            kept.append(path)
+    return kept
 
 
-def _probe_isolation() -> tuple[str, ...]:
-    unshare = shutil.which("unshare")
-    # Root may create namespaces directly; anyone else needs a user namespace to hold them.
-    user = () if os.geteuid() == 0 else ("--user", "--map-root-user")
-    # The PID namespace makes the kernel kill every process the program left behind when it exits.
-    candidates = [(unshare, *user, "--net", "--pid", "--fork", "--kill-child"), (unshare, *user, "--net")]
-    for prefix in candidates if unshare else []:
-        try:
-            probe = subprocess.run([*prefix, sys.executable, "-S", "-s", "-c", _NETWORK_PROBE],
-                                   env={"PATH": _CHILD_PATH}, capture_output=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return prefix
-    logger.warning("sandbox: `unshare --net` does not work here; programs run without network isolation "
-                   "(the in-process guard still refuses sockets)")
-    return ()
-
-
-def _child_env(work: Path) -> dict[str, str]:
+def _child_env(level: Level, work: Path) -> dict[str, str]:
     # Built from nothing: no proxies, tokens or PYTHON* settings of the harness leak into the program.
-    return {"PATH": _CHILD_PATH, "LANG": "C.UTF-8", "HOME": str(work), "TMPDIR": str(work),
+    home = "/tmp" if level == "os" else str(work)
+    return {"PATH": _CHILD_PATH, "LANG": "C.UTF-8", "HOME": home, "TMPDIR": home,
             "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8",
             "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def _send_token(proc: subprocess.Popen, token: str) -> None:
-    assert proc.stdin is not None
-    try:
-        proc.stdin.write(token.encode() + b"\n")  # far below the pipe buffer: never blocks
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass  # the child died at once; its status says so
 
 
 def _wait_for_exit(pid: int, timeout_s: float) -> bool:
@@ -206,7 +181,7 @@ def _wait_for_exit(pid: int, timeout_s: float) -> bool:
 def _kill_group_and_reap(proc: subprocess.Popen, timed_out: bool) -> tuple[int, float]:
     """SIGKILL the program's whole process group, reap the leader; (returncode, CPU seconds used)."""
     if timed_out:
-        # Kill the members before the leader: a leader that is `unshare --fork` then reaps its child itself.
+        # Kill the members before the leader: a leader that waits for the program (`os` level) then reaps it.
         # Killed together, the child would be left to the system's init, and some containers' init never
         # reaps (one zombie per timed-out program, until pids run out).
         members = [pid for pid in _group_members(proc.pid) if pid != proc.pid]

@@ -5,25 +5,29 @@ of their `utils.py`. `preload_lm_eval_code_modules` imports those modules once w
 answered by `SandboxCodeEval`, so lm-eval's own prompts, stop sequences and filters keep working
 offline; our task overlays then name `pass_at_k` below as the metric.
 
-Model-written code runs only when the user opted in, which sets HF_ALLOW_CODE_EVAL=1 (the same
-switch `code_eval` honours); without it these functions refuse.
+Model-written code runs only inside `code_execution_scope()`, which the knowledge suite enters for the
+one evaluation whose user passed --allow-code-execution and leaves afterwards; outside it these
+functions refuse. (Not HF_ALLOW_CODE_EVAL: an environment variable set for one eval would stay set for
+every later one in the process.) The scope also fixes the sandbox level, stored with the scores.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from math import comb
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.sandbox import Level, run_programs, sandbox_level
 
 logger = logging.getLogger(__name__)
 
-# evaluate's code_eval default, which lm-eval's code tasks and bigcode-evaluation-harness use.
+# evaluate's code_eval default, which lm-eval's code tasks and bigcode-evaluation-harness use; here CPU
+# seconds (theirs are wall seconds), so that a loaded machine cannot fail a correct program.
 CODE_TIMEOUT_S = 3.0
 # How the sandbox ended each program (sha256 of its text -> passed/failed/timeout/error), so the suite
 # can tell a timeout from a wrong answer in each item record; lm-eval keeps only the metric value.
@@ -78,8 +82,22 @@ def program_key(program: str) -> str:
     return hashlib.sha256(program.encode("utf-8")).hexdigest()
 
 
+_granted: list[Level] = []  # the levels of the enclosing code_execution_scope()s, innermost last
+
+
+@contextlib.contextmanager
+def code_execution_scope(level: Level | None = None) -> Iterator[Level]:
+    """Let the code benchmarks run model-written code inside this block, at `level` (default: what
+    `harness.sandbox.sandbox_level()` gives this machine; it raises UserError where nothing may run)."""
+    _granted.append(level or sandbox_level())
+    try:
+        yield _granted[-1]
+    finally:
+        _granted.pop()
+
+
 def code_execution_allowed() -> bool:
-    return os.environ.get("HF_ALLOW_CODE_EVAL") == "1"
+    return bool(_granted)
 
 
 def preload_lm_eval_code_modules() -> None:
@@ -100,8 +118,11 @@ def preload_lm_eval_code_modules() -> None:
 
     evaluate.load = load
     try:
-        for name in ("humaneval", "mbpp"):
-            _load_module_with_cache((tasks_dir / name / "utils.py").resolve())
+        # Importing them runs lm-eval's own constant smoke test (add(2, 3)), not model-written code: it may
+        # run at the in-process level, so that merely loading the tasks needs no opt-in.
+        with code_execution_scope("process"):
+            for name in ("humaneval", "mbpp"):
+                _load_module_with_cache((tasks_dir / name / "utils.py").resolve())
     finally:
         evaluate.load = original
 
@@ -111,16 +132,14 @@ def _run(references: list[str], candidates: list[list[str]]) -> list[int]:
     if not code_execution_allowed():
         raise UserError("refusing to run model-written code: pass --allow-code-execution to run the code "
                         "benchmarks in the sandbox")
-    from harness.sandbox import run_programs
-
     programs, owners = [], []
     for index, (reference, cands) in enumerate(zip(references, candidates, strict=True)):
         for candidate in cands:
             programs.append(f"{candidate}\n{reference}")
             owners.append(index)
     passed = [0] * len(references)
-    for program, owner, result in zip(programs, owners, run_programs(programs, timeout_s=CODE_TIMEOUT_S),
-                                      strict=True):
+    results = run_programs(programs, timeout_s=CODE_TIMEOUT_S, level=_granted[-1])
+    for program, owner, result in zip(programs, owners, results, strict=True):
         EXECUTIONS[program_key(program)] = result.status
         if result.status == "error":
             # The sandbox failed before the program started: not the model's fault, so say so.

@@ -8,8 +8,8 @@ evaluates and turns lm-eval's output into scores and item records.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -80,7 +80,9 @@ class KnowledgeSuite:
             raise UserError(f"{', '.join(code)} run model-written code; pass --allow-code-execution to run it in "
                             "the sandbox, or leave them out with --benchmarks")
         if code:
-            os.environ["HF_ALLOW_CODE_EVAL"] = "1"  # the user opted in; code_eval-style guards read it
+            from harness.sandbox import sandbox_level
+
+            sandbox_level()  # refuses here, before a model loads, where no sandbox level may run the code
         from suites.knowledge.data import sources_for
 
         sources, data_meta = sources_for(benchmarks, options.data_dir, options.allow_partial, ctx.log)
@@ -154,14 +156,17 @@ class KnowledgePlan:
         import lm_eval
 
         from harness.evaluate.lmeval_records import BenchmarkTasks, benchmark_result
-        from suites.knowledge.code_metric import EXECUTIONS
+        from suites.knowledge.code_metric import EXECUTIONS, code_execution_scope
 
         EXECUTIONS.clear()
         gen_kwargs = {"max_gen_toks": self.options.max_gen_toks} if self.options.max_gen_toks else None
-        results = lm_eval.simple_evaluate(
-            model=lm, tasks=list(self.objects), limit=self.options.limit, gen_kwargs=gen_kwargs,
-            log_samples=True, confirm_run_unsafe_code=self.options.allow_code_execution,
-            fewshot_random_seed=FEWSHOT_SEED, task_manager=self.manager)
+        code = any(source.benchmark.code for source in self.sources)
+        # Model-written code may run during this evaluation only (the opt-in was checked in prepare).
+        with code_execution_scope() if code else contextlib.nullcontext() as sandbox_level:
+            results = lm_eval.simple_evaluate(
+                model=lm, tasks=list(self.objects), limit=self.options.limit, gen_kwargs=gen_kwargs,
+                log_samples=True, confirm_run_unsafe_code=self.options.allow_code_execution,
+                fewshot_random_seed=FEWSHOT_SEED, task_manager=self.manager)
         if results is None:  # a non-zero rank in a distributed run: rank 0 records
             return []
         config = results.get("config", {})
@@ -175,18 +180,19 @@ class KnowledgePlan:
             meta = {**shared, "data": self.data_meta[bench.name], "protocol": bench.note}
             result = benchmark_result(results, BenchmarkTasks(bench.name, bench.task, source.subtask_names(),
                                                               bench.primary), meta)
-            out.append(_with_executions(result) if bench.code else result)
+            out.append(_with_executions(result, sandbox_level) if bench.code else result)
         return out
 
 
-def _with_executions(result: BenchmarkResult) -> BenchmarkResult:
-    """Add how the sandbox ended each item's (greedy) program, and the counts, to a code benchmark."""
+def _with_executions(result: BenchmarkResult, sandbox_level: str | None) -> BenchmarkResult:
+    """Add how the sandbox ended each item's (greedy) program, the counts and the sandbox level."""
     from suites.knowledge.code_metric import EXECUTIONS, program_key
 
     items = [replace(item, extra={**item.extra, "execution": EXECUTIONS.get(
         program_key(f"{item.prediction}\n{item.target}"), "unknown")}) for item in result.items]
     counts = Counter(item.extra["execution"] for item in items)
-    return replace(result, items=items, meta={**result.meta, "code_execution": dict(sorted(counts.items()))})
+    return replace(result, items=items, meta={**result.meta, "code_execution": dict(sorted(counts.items())),
+                                              "sandbox_level": sandbox_level})
 
 
 def _load_error(benchmark: str, data_dir: Path | None, exc: Exception) -> str:
