@@ -107,6 +107,7 @@ def _img(paths: list[Path], root: Path, caption: str) -> str:
 
 def _figures(store: ResultsStore, tables: list[Table], root: Path,
              options: ReportOptions) -> tuple[list[str], list[str]]:
+    from harness.report.averaging_front import distance_section, mark_families
     from harness.report.figures import bar_chart, error_overlap_chart, k_curve, tax_curve, wrong_count_chart
     from harness.report.frontier import frontier_chart
     from harness.report.points import bar_panels, frontier_points, k_points, size_points, submodel_analyses
@@ -120,13 +121,15 @@ def _figures(store: ResultsStore, tables: list[Table], root: Path,
     by_layout = {t.layout: t for t in tables}
     knowledge, instruction = by_layout.get("knowledge"), by_layout.get("instruction")
     if knowledge and instruction:
-        points = frontier_points(instruction, knowledge)
+        points = mark_families(store, frontier_points(instruction, knowledge), knowledge)
         if points:
             paths, losers = frontier_chart(points, figures / "frontier", xlabel="instruction following (judge score)",
                                            ylabel="mean knowledge score (%)")
-            caption = ("Trade-off frontier; the grey line is scaled vanilla over α. Dominated (below it): "
+            caption = ("Trade-off frontier; the grey line is scaled vanilla over α, triangles are layer averaging "
+                       "(α per block of layers), dashed: the averaging front. Below the front: "
                        + (", ".join(losers) or "none"))
             html_parts.append(_img(paths, root, caption))
+            html_parts.append(distance_section(store, points, knowledge, root))
     else:
         notes.append("no trade-off frontier: it needs knowledge and instruction-following scores")
     if knowledge:
