@@ -94,6 +94,9 @@ def atax_serve(*args: str, env: dict[str, str] | None = None, timeout_s: float =
         yield url
 
 
-def server_stats(api_base: str) -> dict[str, Any]:
-    with _OPENER.open(api_base.rsplit("/v1", 1)[0] + "/stats", timeout=5) as response:
+def server_stats(api_base: str, key: str | None = None) -> dict[str, Any]:
+    """The server's /stats (behind its API key when it has one)."""
+    request = urllib.request.Request(api_base.rsplit("/v1", 1)[0] + "/stats",
+                                     headers={"Authorization": f"Bearer {key}"} if key else {})
+    with _OPENER.open(request, timeout=5) as response:
         return json.loads(response.read())

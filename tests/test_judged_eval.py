@@ -73,7 +73,7 @@ def test_mt_bench_cli_with_atax_serve_as_judge(benches: dict[str, Path], served:
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)["mt_bench"]
     assert summary["n"] == 6 and 0 <= summary["n_missing"] <= 3  # the tiny judge rarely writes [[x]]
-    assert server_stats(served)["completions"] >= 6
+    assert server_stats(served, KEY)["completions"] >= 6
     with ResultsStore.open(results) as store:
         items = store.items(checkpoint=TINY, benchmark="mt_bench")
         assert [i.item_id for i in items[:2]] == ["1/turn1", "1/turn2"]

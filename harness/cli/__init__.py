@@ -18,6 +18,7 @@ from harness.cli import (
     doctor,
     eval_cmd,
     init,
+    interrupt,
     listing,
     merge_cmd,
     report_cmd,
@@ -55,9 +56,12 @@ app.add_typer(analyze_cmd.app, name="analyze")
 
 
 def main() -> None:
+    interrupt.install()
     try:
         app()
     except UserError as exc:
         # Plain write, not rich: rich wraps long lines and the contract is one line.
         sys.stderr.write(f"error: {exc}\n")
         sys.exit(USER_ERROR_EXIT_CODE)
+    except interrupt.Interrupted as exc:
+        interrupt.exit_interrupted(exc)
