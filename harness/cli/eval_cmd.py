@@ -20,6 +20,11 @@ import yaml
 
 from harness.errors import UserError
 
+# --quick: enough items to see a model work and an answer finish, minutes rather than hours on a CPU
+# (a generation benchmark otherwise runs to its own cap, e.g. BBH's 1024 tokens per request).
+QUICK_LIMIT = 20
+QUICK_GEN_TOKS = 128
+
 
 def eval_(
     target: str | None = typer.Argument(None, metavar="[CHECKPOINT_OR_MODEL]", help=(
@@ -46,6 +51,9 @@ def eval_(
         "Judged suites: FastChat judge_prompts.jsonl (official MT-bench prompts).")),
     judge_repeats: int | None = typer.Option(None, "--judge-repeats", help=(
         "Judged suites: judge each answer N times and keep the median.")),
+    quick: bool = typer.Option(False, "--quick", help=(
+        f"A first try: at most {QUICK_LIMIT} items per task and {QUICK_GEN_TOKS} generated tokens unless "
+        "--limit / --max-gen-toks say otherwise (scores are a smoke test, not comparable to full runs).")),
     option: list[str] = typer.Option([], "--option", "-o", help="Another suite option, KEY=VALUE (repeatable)."),
     results: Path = typer.Option(Path("atax-results"), "--results", help="Results directory (SQLite store)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse this model's cached responses."),
@@ -62,10 +70,12 @@ def eval_(
                             "max_gen_toks": max_gen_toks, "judge_url": judge_url, "judge_model": judge_model,
                             "questions": questions, "judge_prompts": judge_prompts, "judge_repeats": judge_repeats})
     suite_options.update(_parse_options(option))
+    display = _Display(quiet)
+    if quick:
+        display.log(_apply_quick(suite_options))
     backend_options = _given({"batch_size": _batch_size(batch_size), "dtype": dtype, "answers": answers})
     request = EvalRequest(target, suite, suite_options, backend, backend_options, results, cache)
 
-    display = _Display(quiet)
     # Libraries print to stdout now and then; stdout is reserved for the table or the JSON.
     with contextlib.redirect_stdout(sys.stderr), display:
         outcome = run_eval(request, SuiteContext(on_progress=display.progress, log=display.log))
@@ -131,6 +141,14 @@ def _print_table(results: list[Any]) -> None:
         value = f"{values[result.primary]:.4f}" if result.primary in values else "–"
         table.add_row(result.benchmark, result.primary, value, str(result.n), others)
     Console().print(table)
+
+
+def _apply_quick(suite_options: dict[str, Any]) -> str:
+    """Fill in --quick's caps where the user gave none; the note says what was capped."""
+    suite_options.setdefault("limit", QUICK_LIMIT)
+    suite_options.setdefault("max_gen_toks", QUICK_GEN_TOKS)
+    return (f"--quick: at most {suite_options['limit']} items per task, at most {suite_options['max_gen_toks']} "
+            "generated tokens; a smoke test, not a score to report (drop --quick for the full benchmarks)")
 
 
 def _given(options: dict[str, Any]) -> dict[str, Any]:
