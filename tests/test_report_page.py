@@ -77,7 +77,7 @@ def test_report_writes_a_self_contained_page_and_files(report_dir: Path) -> None
     assert [n for n, _ in knowledge.rows][:2] == ["base", "vanilla"]  # paper order before any sorting
     assert "<h3>MMLU</h3>" in page and "<h3>Vicuna-bench</h3>" in page  # significance matrices
     assert "meta-llama/Llama-2-7b-hf@main" in page and "atax 0.1.0, engine 3" in page  # provenance
-    assert '{&quot;dispersal&quot;: &quot;random&quot;, &quot;k&quot;: 4}' in page  # dtm's options
+    assert "dispersal=random; k=4" in page  # dtm's options, readable
     assert "Dominated (below it)" in page and "[Fu et al. 2024]" in page
     for name in ("figures/frontier", "figures/submodels-0-overlap", "figures/scores-knowledge-0"):
         assert (report_dir / f"{name}.png").is_file() and (report_dir / f"{name}.pdf").is_file()

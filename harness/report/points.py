@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.report.figures import BarPoint, KPoint, SizePoint
 from harness.report.frontier import FrontierPoint
-from harness.report.provenance import data_size, manifest, method_options, origins, parents
+from harness.report.provenance import data_size, method_options, registered_method, stored_manifest
 from harness.report.table import Row, Table
 from harness.stats.joins import RunRef, primary_runs
 from harness.stats.overlap import ErrorOverlap, WrongCountBin, accuracy_by_wrong_count, error_overlap
@@ -104,10 +104,8 @@ def size_points(store: ResultsStore, knowledge: Table) -> list[SizePoint]:
         score = _mean_with_ci(row, knowledge)
         if size is None or score is None:
             continue
-        origin = (origins(store, runs[0].checkpoint) or [{}])[0].get("provenance") or {}
-        # The registered method (a run records it as method_name beside its row label; a merge as method).
-        family = str(origin.get("method_name") or manifest(store, runs[0].checkpoint).get("provenance", {}).get("method")
-                     or row.name.split("[")[0])
+        # The registered method, from the row's own checkpoint (a sub-run may be shared with another method).
+        family = registered_method(store, runs[0].checkpoint) or row.name.split("[")[0]
         found[family].setdefault(float(size), []).append(score)
     return [SizePoint(family, size, s[0][0], *(s[0][1] or (None, None)))
             for family, sizes in found.items() if len(sizes) >= 2 for size, s in sorted(sizes.items())]
@@ -151,8 +149,8 @@ def submodel_analyses(store: ResultsStore, experiment: str | None = None) -> lis
     any_checkpoint = {(r.checkpoint, r.benchmark): r for r in everything}
     out = []
     for (key, benchmark), merged_run in sorted(by_checkpoint.items()):
-        m = manifest(store, key)
-        inputs = parents(m) if m.get("merge") else []
+        m = stored_manifest(store, key)
+        inputs = m.parents if m is not None and m.merge is not None else []
         subs = [any_checkpoint.get((k, benchmark)) for k in inputs]
         if len(inputs) < 2 or any(s is None for s in subs):
             continue
