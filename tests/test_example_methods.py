@@ -8,7 +8,7 @@ import pytest
 from conftest import run_atax
 
 METHODS = ["vanilla", "l2", "ewc", "replay", "deita", "uniform_soup", "loramoe", "dtm", "data_order_merge",
-           "scaled_vanilla"]
+           "scaled_vanilla", "layer_averaging"]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ def test_shipped_experiment_validates(path):
 
 def test_init_example_validates(tmp_path):
     (tmp_path / "exp.yaml").write_text(example_experiment_text())
-    assert len(load_experiment(tmp_path / "exp.yaml").methods) == 10
+    assert len(load_experiment(tmp_path / "exp.yaml").methods) == 11
 
 
 def test_paper_dry_run_lists_every_job_offline(tmp_path):

@@ -3,14 +3,12 @@ instruction records and pre-training text only (never a benchmark), the selectio
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import run_atax
 from test_merge_checkpoints import logits, peft_logits
 
 from baselines.layer_averaging.blocks import plan_blocks, write_block_scaled
@@ -212,20 +210,6 @@ def test_bad_options_are_one_line_errors(tmp_path):
     path = write_experiment(tmp_path, 0.0, alpha_grid=[0.0, 1.5])
     with pytest.raises(UserError, match=r"options.alpha_grid: every alpha must be in \[0, 1\]"):
         load_experiment(path)
-
-
-def test_atax_train_on_the_init_example(tmp_path):
-    example = tmp_path / "exp.yaml"
-    assert run_atax("init", "--out", str(example)).returncode == 0
-    result = run_atax("train", "--config", str(example), "--method", "layer_averaging", "--quiet",
-                      cwd=tmp_path, timeout=600)
-    assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith("layer_averaging[alphas=")]
-    assert lines, result.stdout
-    checkpoints = sorted((tmp_path / "atax-results" / "checkpoints" / "layer_averaging-seed0").glob("alphas-*"))
-    assert len(checkpoints) == len(lines)
-    record = json.loads((checkpoints[0] / "checkpoint.json").read_text())["layer_averaging"]
-    assert record["validation"]["source"].endswith("held out of vanilla's run (seed 0)")
 
 
 def test_a_front_of_endpoints_only_selects_them():
