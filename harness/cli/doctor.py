@@ -1,4 +1,4 @@
-"""`atax doctor`: what this machine can do — versions, CUDA, vLLM, offline mode, writable dirs."""
+"""`atax doctor`: what this machine can do — versions, CUDA, vLLM, offline mode, writable dirs, code sandbox."""
 
 from __future__ import annotations
 
@@ -81,6 +81,8 @@ def collect_checks(results_dir: Path) -> list[Check]:
         ok, detail = _writable(directory)
         checks.append(Check(label, "ok" if ok else "fail", detail))
 
+    checks.append(_sandbox_check())
+
     n_methods = len(registry.methods.names())
     checks.append(Check("plug-ins", "ok" if n_methods else "fail",
                         f"{n_methods} method(s), {len(registry.suites.names())} suite(s), "
@@ -89,11 +91,28 @@ def collect_checks(results_dir: Path) -> list[Check]:
     return checks
 
 
+def _sandbox_check() -> Check:
+    """Which sandbox level model-written code (HumanEval, MBPP) gets here; runs one probe program."""
+    from harness.errors import UserError
+    from harness.sandbox import LEVEL_ENV, os_boundary_problem, sandbox_level
+
+    problem = os_boundary_problem()
+    try:
+        level = sandbox_level()
+    except UserError:
+        return Check("code sandbox", "warn", f"none: no operating-system sandbox ({problem}); code benchmarks "
+                                             f"refuse to run unless {LEVEL_ENV}=process (in-process guards only)")
+    if level == "os":
+        return Check("code sandbox", "ok", "level os: own namespaces, uid 65534, read-only view, no network")
+    why = "chosen by" if problem is None else f"no operating-system sandbox ({problem}); opted in with"
+    return Check("code sandbox", "warn", f"level process (rlimits and in-process guards only): {why} {LEVEL_ENV}")
+
+
 def doctor(
     results: Path = typer.Option(Path("atax-results"), "--results", help="Results directory to check."),
     as_json: bool = typer.Option(False, "--json", help="Print the checks as JSON."),
 ) -> None:
-    """Check versions, CUDA and vLLM availability, offline mode and writable directories."""
+    """Check versions, CUDA and vLLM availability, offline mode, writable directories and the code sandbox."""
     checks = collect_checks(results)
     if as_json:
         typer.echo(json.dumps([asdict(c) for c in checks]))

@@ -94,6 +94,7 @@ def make_guard(work_dir: str):
     # Captured C functions and types, so that monkeypatching os, os.path or builtins cannot fool the hook.
     getcwd, readlink, stat_, is_dir, is_reg = posix.getcwd, posix.readlink, posix.stat, stat.S_ISDIR, stat.S_ISREG
     fstat, root_device, os_error = posix.fstat, posix.stat(root).st_dev, OSError
+    proc_device = posix.stat("/proc").st_dev if posix.access("/proc", posix.F_OK) else None
     str_, bytes_, int_, type_, len_, range_, error = str, bytes, int, type, len, range, PermissionError
     path_types = (pathlib.PurePosixPath, pathlib.PosixPath)
     blocked_events, blocked_prefixes, stripped = _BLOCKED_EVENTS, _BLOCKED_MODULE_PREFIXES, frozenset(_STRIPPED)
@@ -149,11 +150,21 @@ def make_guard(work_dir: str):
 
     def check_read(path: object) -> None:
         target = absolute("open", path)
+        # /proc holds this process's memory and other processes' environments (`process` level only: the
+        # `os` level has no /proc). Checked on the file the kernel would open too, whatever the path.
+        if target == "/proc" or target.startswith("/proc/"):
+            deny("opening", target)
+        try:
+            device = stat_(path).st_dev  # follows symlinks and ".." as the open will
+        except os_error:
+            device = None
+        if device is not None and device == proc_device:
+            deny("opening", target)
         if inside(target):
             return
         try:
             mode = stat_(target).st_mode
-        except OSError:
+        except os_error:
             return  # the open itself will fail
         # A directory fd from outside would let dir_fd-relative opens (whose event omits dir_fd) escape.
         if is_dir(mode) or not (is_reg(mode) or target in readable_devices):
