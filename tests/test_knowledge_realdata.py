@@ -25,7 +25,7 @@ SAMPLES = {
     "bbh": "bbh/bbh",
     "arc_challenge": "arc/ARC-Challenge-Test.sample.jsonl",
     "openbookqa": "openbookqa/test.sample.tsv",
-    "race": "race/test/middle.sample.jsonl",  # RACE-middle: lm-eval reads high, the format is the same
+    "race_middle": "race/test/middle.sample.jsonl",  # RACE-middle: its own benchmark (race is RACE-high)
     "truthfulqa": "truthfulqa/mc_task.sample.json",
     "humaneval": "humaneval/HumanEval.sample.jsonl",
     "mbpp": "mbpp/mbpp.sample.jsonl",
@@ -58,13 +58,14 @@ def test_converted_samples_pass_the_schema_check(real_dir: Path) -> None:
     assert check.present["mmlu"] == ("abstract_algebra", "anatomy", "college_computer_science",
                                      "high_school_chemistry", "high_school_mathematics")
     assert check.present["bbh"] == ("boolean_expressions", "date_understanding", "word_sorting")
-    proc = run_atax("data", "check", str(real_dir), "--allow-partial")
+    proc = run_atax("data", "check", str(real_dir), "--allow-partial", "--benchmarks", ",".join(SAMPLES))
     assert proc.returncode == 0, proc.stderr
-    strict = run_atax("data", "check", str(real_dir))
+    assert "gsm8k test: partial (50 of 1319 questions)" in proc.stdout.splitlines()
+    strict = run_atax("data", "check", str(real_dir), "--benchmarks", ",".join(SAMPLES))
     assert strict.returncode == 2 and "52 of 57 mmlu subsets missing" in strict.stderr
     anatomy = _rows(real_dir / "mmlu" / "anatomy" / "dev.jsonl")
     assert anatomy[0]["choices"][0] == "The first pharyngeal arch" and anatomy[0]["answer"] == 3  # D
-    race = _rows(real_dir / "race" / "test.jsonl")
+    race = _rows(real_dir / "race_middle" / "test.jsonl")
     assert sum(len(eval(r["problems"])) for r in race) == 20  # 20 questions, regrouped per article
     assert [r["task_id"] for r in _rows(real_dir / "mbpp" / "test.jsonl")] == list(range(11, 21))
     mc1 = _rows(real_dir / "truthfulqa" / "validation.jsonl")[0]["mc1_targets"]
@@ -77,8 +78,9 @@ def test_tiny_model_runs_the_real_samples_with_lm_eval_prompts(real_dir: Path, t
 
     from suites.knowledge.code_metric import preload_lm_eval_code_modules
 
-    names = ["gsm8k", "mmlu", "bbh", "arc_challenge", "openbookqa", "race", "truthfulqa", "humaneval", "mbpp"]
-    proc = run_atax("eval", "builtin:tiny-llama", "--data-dir", str(real_dir), "-o", "allow_partial=true",
+    names = ["gsm8k", "mmlu", "bbh", "arc_challenge", "openbookqa", "race_middle", "truthfulqa", "humaneval", "mbpp"]
+    proc = run_atax("eval", "builtin:tiny-llama", "--benchmarks", ",".join(names), "--data-dir", str(real_dir),
+                    "-o", "allow_partial=true",
                     "--allow-code-execution", "--limit", "1", "--max-gen-toks", "8", "--batch-size", "16",
                     "--results", str(tmp_path), "--json", "--quiet", timeout=600)
     assert proc.returncode == 0, proc.stderr
@@ -88,8 +90,10 @@ def test_tiny_model_runs_the_real_samples_with_lm_eval_prompts(real_dir: Path, t
     preload_lm_eval_code_modules()
     with ResultsStore.open(tmp_path) as store:
         assert store.scores(benchmark="mmlu")[0].run_meta["data"]["partial"] is True
+        assert store.scores(benchmark="race_middle")[0].run_meta["data"]["completeness"]["status"] == "partial"
         for name in names:
             task, prompt = stock_prompt(name, real_dir)
+            task = "race_middle" if name == "race_middle" else task  # lm-eval's race config, renamed
             stored = [i for i in store.items(checkpoint="builtin:tiny-llama", benchmark=name)
                       if i.extra["task"] == task and i.extra["doc_id"] == 0]
             assert stored and stored[0].extra["prompt_hash"] == hash_string(prompt), name

@@ -34,11 +34,16 @@ def test_tables_agree_with_the_installed_lm_eval() -> None:
             configs = [stock_config(bench.stock)]
         for subset, config in zip(dataset.subsets or [None], configs, strict=True):
             assert config["dataset_path"] == dataset.hub, bench.name
-            assert config.get("dataset_name") == (subset if subset else dataset.config), bench.name
+            # A variant on other data of the same task (RACE-middle) names its hub config itself.
+            expected = bench.hub_config or (subset if subset else dataset.config)
+            assert (bench.hub_config or config.get("dataset_name")) == expected, bench.name
+            assert dataset.config == expected or subset, bench.name
             eval_split = config.get("test_split") or config.get("validation_split")
             assert eval_split in dataset.splits, bench.name
             if bench.subtask_task:
                 assert config["task"] == bench.subtask_task.format(subset)
+            elif bench.hub_config:  # a data variant of a stock task, derived under its own name
+                assert config["task"] != bench.task and config.get("dataset_name") != bench.hub_config
             elif not bench.overlay or bench.task == config["task"]:
                 assert config["task"] == bench.task
 
@@ -120,7 +125,8 @@ def test_targets(tmp_path: Path) -> None:
     hub = resolve_target("org/some-model")
     assert (hub.kind, hub.model, hub.key) == ("model", "org/some-model", "org/some-model")
     ckpt = write_checkpoint(tmp_path / "ck", {"kind": "lora", "run_key": "abc", "base_model": {"id": "builtin:tiny-llama"}},
-                            lambda d: (d / "adapter_config.json").write_text("{}"))
+                            lambda d: ((d / "adapter_config.json").write_text("{}"),  # an empty but valid adapter
+                                       (d / "adapter_model.safetensors").write_bytes(b"\x02" + b"\0" * 7 + b"{}")))
     lora = resolve_target(str(ckpt.path))
     assert (lora.key, lora.kind, lora.adapter, lora.model) == ("abc", "lora", ckpt.path.resolve(), tiny.model)
     with pytest.raises(UserError, match="has no checkpoint.json and no config.json"):

@@ -3,7 +3,9 @@
 `pull` runs on a machine with hub access and writes the layout `--data-dir` reads; `convert`
 writes it from a benchmark's original release files; `check` validates a copy and names every
 missing file or column. Suites that read local data provide `pull_data(to_dir, benchmarks, log)`,
-`convert_data(dataset, source, to_dir)` and `check_data(data_dir, benchmarks, allow_partial)`.
+`convert_data(dataset, source, to_dir)` and `check_data(data_dir, benchmarks, allow_partial)`; a suite
+that knows the official releases' sizes also provides `check_data_report(...) -> (problems, lines)`,
+one line per dataset split saying `complete` or `partial (n of N)`.
 """
 
 from __future__ import annotations
@@ -63,13 +65,25 @@ def check(
     data_dir: Path = typer.Argument(..., help="Directory laid out as `atax data pull` writes it."),
     suite: str = SuiteOption,
     benchmarks: str | None = BenchmarksOption,
-    allow_partial: bool = typer.Option(False, "--allow-partial",
-                                       help="Accept benchmarks with some of their subsets (MMLU subjects, ...)."),
+    allow_partial: bool = typer.Option(False, "--allow-partial", help=(
+        "Accept copies smaller than the official release: some subsets (MMLU subjects, ...) or fewer items.")),
 ) -> None:
-    """Validate DATA_DIR: exit 0, or list every problem and exit 2."""
-    problems = _suite(suite, "check_data").check_data(data_dir, _names(benchmarks), allow_partial)
+    """Validate DATA_DIR against the schema and the official releases' sizes: exit 0, or list every
+    problem and exit 2."""
+    plugin = _suite(suite, "check_data")
+    lines: list[str] = []
+    if hasattr(plugin, "check_data_report"):
+        problems, lines, incomplete = plugin.check_data_report(data_dir, _names(benchmarks), allow_partial)
+    else:
+        problems, incomplete = plugin.check_data(data_dir, _names(benchmarks), allow_partial), []
     if problems:
         for problem in problems:
             sys.stderr.write(f"{problem}\n")
         raise UserError(f"{data_dir}: {len(problems)} problem(s); the first: {problems[0]}")
-    typer.echo(f"{data_dir}: ok")
+    for line in lines:
+        typer.echo(line)
+    if incomplete and not allow_partial:
+        raise UserError(f"{data_dir}: {len(incomplete)} dataset split(s) differ from the official release "
+                        f"({'; '.join(incomplete[:3])}{'; ...' if len(incomplete) > 3 else ''}); give the complete "
+                        "files, or pass --allow-partial to accept them (scores are marked partial)")
+    typer.echo(f"{data_dir}: ok" + (f" ({len(incomplete)} partial)" if incomplete else ""))

@@ -64,6 +64,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("openbookqa", "allenai/openbookqa", "main", ("test",),
             {"id": str, "question_stem": str, "choices": dict, "answerKey": str}),
     Dataset("race", "EleutherAI/race", "high", ("test",), {"article": str, "problems": str}),
+    Dataset("race_middle", "EleutherAI/race", "middle", ("test",), {"article": str, "problems": str}),
     Dataset("truthfulqa", "truthfulqa/truthful_qa", "multiple_choice", ("validation",),
             {"question": str, "mc1_targets": dict, "mc2_targets": dict}),
     Dataset("humaneval", "openai/openai_humaneval", None, ("test",),
@@ -96,14 +97,16 @@ class Benchmark:
     code: bool = False
     overlay: str | None = None
     note: str = ""
+    hub_config: str | None = None  # replaces the stock config's dataset_name when read from the hub
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("gsm8k", "gsm8k_cot", "gsm8k/gsm8k-cot.yaml", "gsm8k", 8, "exact_match,strict-match",
               "generate_until",
               note="8-shot chain of thought, greedy, the fixed exemplars of Wei et al.; both of lm-eval's "
-                   "filters are stored: strict-match ('The answer is N.') is primary, flexible-extract "
-                   "(last number) is kept beside it."),
+                   "filters are stored: strict-match is primary and only accepts 'The answer is N.' as the "
+                   "exemplars write it (a correct chain ending 'so the answer is 18.' in lower case scores 0); "
+                   "flexible-extract (the last number) is reported beside it."),
     Benchmark("mmlu", "mmlu", "mmlu/default/_mmlu.yaml", "mmlu", 5, "acc", "multiple_choice",
               subtask_stock="mmlu/default/mmlu_{}.yaml", subtask_task="mmlu_{}",
               note="5-shot from each subject's dev split; the score is the mean over all questions "
@@ -117,9 +120,9 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("openbookqa", "openbookqa", "openbookqa/openbookqa.yaml", "openbookqa", 0, "acc",
               "multiple_choice", note="0-shot, question stem only (no fact); acc_norm is stored too."),
     Benchmark("race", "race", "race/race.yaml", "race", 0, "acc", "multiple_choice",
-              note="lm-eval's RACE is the high-school split only and scores one question per article "
-                   "(the last; earlier ones appear answered in the prompt), 1,045 items rather than "
-                   "RACE's 3,498 high questions or the 4,934 of high + middle."),
+              note="lm-eval's RACE is the high-school split only (RACE-high; RACE-middle is race_middle) and "
+                   "scores one question per article (the last; earlier ones appear answered in the prompt), "
+                   "1,045 items rather than RACE-high's 3,498 questions or the 4,934 of high + middle."),
     Benchmark("truthfulqa", "truthfulqa_mc1", "truthfulqa/truthfulqa_mc1.yaml", "truthfulqa", 0, "acc",
               "multiple_choice", note="MC1 (one true answer), with lm-eval's fixed 6-QA preamble."),
     Benchmark("humaneval", "humaneval", "humaneval/humaneval.yaml", "humaneval", 0, "pass@1",
@@ -131,7 +134,17 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               overlay="mbpp.yaml",
               note="lm-eval's MBPP is 3-shot with [BEGIN]/[DONE] (Austin et al.'s prompt, tasks 2-4 as "
                    "shots) on the 500 test tasks; bigcode's is 0-shot with a docstring (mbpp_bigcode). "
-                   "Metric replaced by atax's sandboxed pass@k."),
+                   "lm-eval never runs a task's test_setup_code, so task 367's correct reference fails "
+                   "(kept, as lm-eval scores it; mbpp_setup runs the setup code). Metric replaced by atax's "
+                   "sandboxed pass@k."),
+    Benchmark("mbpp_setup", "mbpp_setup", "mbpp/mbpp.yaml", "mbpp", 3, "pass@1", "generate_until", code=True,
+              overlay="mbpp_setup.yaml",
+              note="mbpp with each task's test_setup_code run before its tests (MBPP's own protocol; lm-eval "
+                   "skips it, failing task 367's reference); not one of the nine."),
+    Benchmark("race_middle", "race_middle", "race/race.yaml", "race_middle", 0, "acc", "multiple_choice",
+              hub_config="middle",
+              note="lm-eval's RACE task on the middle-school set (EleutherAI/race 'middle'), one question per "
+                   "article as in race; 1,436 questions; not one of the nine."),
     Benchmark("humaneval_bigcode", "humaneval_bigcode", "humaneval/humaneval.yaml", "humaneval", 0, "pass@1",
               "generate_until", code=True, overlay="humaneval_bigcode.yaml",
               note="bigcode-evaluation-harness's HumanEval: prompt stripped of trailing whitespace, stop "

@@ -101,3 +101,23 @@ def pull(to_dir: Path, dataset_names: list[str], log: Callable[[str], None]) -> 
     if problems:  # the hub changed its schema under us: say so rather than leave a copy that fails later
         raise UserError(f"pulled data does not match the expected schema: {problems[0]}")
     return written
+
+
+def scored_completeness(bench: Benchmark, subtasks: list[str], loaded: dict[str, Any],
+                        limit: int | None) -> dict[str, Any]:
+    """How the data lm-eval loaded for `bench` compares with the official release (`official.completeness`);
+    a `limit` that cuts any task makes the run partial, whatever the data."""
+    from suites.knowledge.official import completeness, count_items
+
+    dataset = DATASETS[bench.dataset]
+    docs = {name: list(loaded[name].eval_docs) for name in subtasks if name in loaded}
+    n = sum(count_items(bench.dataset, rows) for rows in docs.values())
+    subsets = [name for name in subtasks] if dataset.subsets else None
+    if subsets is not None and bench.subtask_task:
+        prefix, suffix = bench.subtask_task.split("{}")
+        subsets = [name[len(prefix):len(name) - len(suffix) or None] for name in subsets]
+    record = completeness(bench.dataset, dataset.splits[0], n, subsets)
+    if limit is not None and any(len(rows) > limit for rows in docs.values()):
+        record = {**record, "status": "partial", "limit": limit,
+                  "text": f"partial (--limit {limit} per task, of {record['text']})"}
+    return record

@@ -101,6 +101,8 @@ def _task_config(bench: Benchmark, stock: Path, task: str, local: LocalFiles | N
                               "num_fewshot": bench.num_fewshot}
     if local is not None:
         config.update(local_data_overrides(stock, local))
+    elif bench.hub_config is not None:
+        config["dataset_name"] = bench.hub_config  # a variant of the stock task's data (RACE-middle)
     return config
 
 

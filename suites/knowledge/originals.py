@@ -7,13 +7,17 @@ MMLU and BBH) in exactly the columns and encodings of the hub dataset lm-eval re
 - gsm8k       grade-school-math `test.jsonl` (already the hub schema)
 - mmlu        hendrycks `data/` directory: `{dev,test}/<subject>_<split>.csv`, no header, answer letter
 - bbh         BIG-Bench-Hard `bbh/` directory of `<task>.json` ({"examples": [{input, target}]})
-- arc_challenge  AI2 `ARC-Challenge-Test.jsonl` (question.stem, question.choices[{text, label}])
+- arc_challenge  AI2 `ARC-Challenge-{Test,Dev,Train}.jsonl` (question.stem, question.choices[{text, label}]);
+              the split comes from the release's file name (Dev -> validation), never guessed
 - openbookqa  `Data/Main/test.tsv` (choices as "(A) x (B) y ...")
-- race        per-question JSON lines (example_id, article, question, options, answer), regrouped into
-              EleutherAI/race's one row per article with `problems` as a Python-literal list
-- truthfulqa  `data/mc_task.json` (targets as {answer: 0/1} maps)
+- race, race_middle  per-question JSON lines (example_id, article, question, options, answer), regrouped
+              into EleutherAI/race's one row per article with `problems` as a Python-literal list; the
+              level comes from the example ids (`high123.txt`, `middle45.txt`) and must match the dataset
+- truthfulqa  `data/mc_task.json` (targets as {answer: 0/1} maps); `TruthfulQA.csv` (the generation
+              task's file) is refused with a pointer to mc_task.json
 - humaneval   `HumanEval.jsonl[.gz]` (already the hub schema)
-- mbpp        `mbpp.jsonl` (all 974 tasks; the hub's test split is task_id 11-510)
+- mbpp        `mbpp.jsonl` (all 974 tasks; the hub's test split is task_id 11-510); the sanitized release
+              (`sanitized-mbpp.json`, another task set and prompt) is refused with a pointer to mbpp.jsonl
 """
 
 from __future__ import annotations
@@ -46,16 +50,55 @@ def convert(dataset: str, source: Path, to_dir: Path) -> list[Path]:
     source = Path(source)
     if not source.exists():
         raise UserError(f"{source}: not found; give the original {dataset} file or directory")
+    refuse_other_release(dataset, source)
     try:
         converted = CONVERTERS[dataset](source)
-    except (KeyError, IndexError, ValueError, json.JSONDecodeError) as exc:
-        raise UserError(f"{source}: not in the original {dataset} format ({type(exc).__name__}: {exc})") from None
+    except (KeyError, IndexError, TypeError, ValueError, SyntaxError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: not in the original {dataset} format ({type(exc).__name__}: "
+                        f"{str(exc)[:200]})") from None
+    if dataset in ("race", "race_middle"):
+        check_race_level(dataset, source, converted)
     written = []
     for (subset, split), rows in sorted(converted.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         target = split_path(to_dir, DATASETS[dataset], split, subset)
         write_text_atomic(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
         written.append(target)
     return written
+
+
+def refuse_other_release(dataset: str, source: Path) -> None:
+    """One line for the release files people give by mistake: the benchmark's other files or variants."""
+    head = _head(source)
+    if dataset == "mbpp" and head.lstrip().startswith("["):
+        raise UserError(f"{source}: the sanitized MBPP release (a JSON list; 427 hand-checked tasks with other "
+                        "prompts), not lm-eval's MBPP; give the full release's mbpp.jsonl (its test split, tasks "
+                        "11-510, is what lm-eval scores)")
+    if dataset == "truthfulqa" and (source.suffix.lower() == ".csv" or head.lstrip("\ufeff").startswith("Type,")):
+        raise UserError(f"{source}: TruthfulQA.csv holds the generation task's answers, not the multiple-choice "
+                        "targets; give data/mc_task.json from the same release")
+    if dataset == "arc_challenge" and source.is_file() and "easy" in source.name.lower():
+        raise UserError(f"{source}: an ARC-Easy file; arc_challenge needs ARC-Challenge-Test.jsonl")
+
+
+def check_race_level(dataset: str, source: Path, converted: Converted) -> None:
+    """RACE's middle- and high-school sets are two benchmarks: the ids say which one a file holds."""
+    ids = [row.get("example_id", "") for rows in converted.values() for row in rows]
+    levels = {level for level in ("middle", "high") for i in ids if str(i).startswith(level)}
+    wanted = "middle" if dataset == "race_middle" else "high"
+    if len(levels) > 1:
+        raise UserError(f"{source}: mixes RACE-middle and RACE-high articles (example_id middle*/high*); "
+                        "convert each level's file on its own, as race_middle and race")
+    if levels and levels != {wanted}:
+        found = levels.pop()
+        raise UserError(f"{source}: RACE-{found} (example_id {found}*.txt), not RACE-{wanted}; convert it as "
+                        f"{'race_middle' if found == 'middle' else 'race'} (race is lm-eval's RACE-high)")
+
+
+def _head(source: Path) -> str:
+    if not source.is_file():
+        return ""
+    with open(source, "rb") as handle:
+        return handle.read(256).decode("utf-8", "replace")
 
 
 def _jsonl(path: Path) -> Rows:
@@ -92,14 +135,27 @@ def bbh(source: Path) -> Converted:
     return out
 
 
+_ARC_SPLITS = {"test": "test", "dev": "validation", "train": "train"}
+
+
+def _arc_split(source: Path) -> str:
+    name = source.name.lower()
+    found = [split for word, split in _ARC_SPLITS.items() if f"-{word}" in name or f"_{word}" in name]
+    if len(found) != 1:
+        raise UserError(f"{source}: cannot tell which ARC-Challenge split this is from its name; keep the "
+                        "release's file name (ARC-Challenge-Test.jsonl, -Dev.jsonl or -Train.jsonl)")
+    return found[0]
+
+
 def arc_challenge(source: Path) -> Converted:
+    split = _arc_split(source)
     rows = []
     for r in _jsonl(source):
         choices = r["question"]["choices"]
         rows.append({"id": r["id"], "question": r["question"]["stem"],
                      "choices": {"text": [c["text"] for c in choices], "label": [c["label"] for c in choices]},
                      "answerKey": r["answerKey"]})
-    return {(None, "test"): rows}
+    return {(None, split): rows}
 
 
 def openbookqa(source: Path) -> Converted:
@@ -146,5 +202,5 @@ def mbpp(source: Path) -> Converted:
 
 CONVERTERS: dict[str, Callable[[Path], Converted]] = {
     "gsm8k": gsm8k, "mmlu": mmlu, "bbh": bbh, "arc_challenge": arc_challenge, "openbookqa": openbookqa,
-    "race": race, "truthfulqa": truthfulqa, "humaneval": humaneval, "mbpp": mbpp,
+    "race": race, "race_middle": race, "truthfulqa": truthfulqa, "humaneval": humaneval, "mbpp": mbpp,
 }

@@ -105,6 +105,16 @@ class KnowledgeSuite:
 
         return check_data_dir(data_dir, _datasets(benchmarks), allow_partial).problems
 
+    def check_data_report(self, data_dir: Path, benchmarks: list[str] | None,
+                          allow_partial: bool = False) -> tuple[list[str], list[str], list[str]]:
+        """(problems, one line per dataset split, the splits that are not the complete release)."""
+        from suites.knowledge.layout import check_data_dir
+
+        check = check_data_dir(data_dir, _datasets(benchmarks), allow_partial)
+        lines = [f"{name} {split}: {record['text']}" for name, splits in check.completeness.items()
+                 for split, record in splits.items()]
+        return check.problems, lines, check.partial()
+
 
 def _datasets(benchmarks: list[str] | None) -> list[str]:
     names = KnowledgeOptions(benchmarks=benchmarks).benchmarks if benchmarks else list(DEFAULT_BENCHMARKS)
@@ -150,6 +160,10 @@ class KnowledgePlan:
                 objects.append(loaded["groups"][bench.task] if bench.task in loaded["groups"]
                                else loaded["tasks"][bench.task])
                 tasks.update({name: bench.name for name in source.subtask_names()})
+                from suites.knowledge.data import scored_completeness
+
+                data_meta[bench.name]["completeness"] = scored_completeness(
+                    bench, source.subtask_names(), loaded["tasks"], options.limit)  # stored with the scores
         return cls(tasks, options, sources, objects, task_dir, manager, data_meta)
 
     def run(self, lm: LM, ctx: SuiteContext) -> list[BenchmarkResult]:
