@@ -71,6 +71,7 @@ def test_fastchat_answers_are_judged_per_question_and_turn_byte_for_byte(bench: 
         assert f"  answer {qid}.1\n" in prompt
     assert result.values()["score"] == sum(range(1, 7)) / 6 and result.values()["score_turn2"] == sum(range(3, 9)) / 6
     assert result.meta["answers"]["recorded"] is True and result.meta["rating"] == "final"
+    assert result.meta["data"]["completeness"]["text"] == "partial (6 of 80 questions)"  # project-written toy set
 
 
 def test_own_jsonl_per_turn_and_other_benchmarks_skipped(bench: Path, tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ def test_recorded_answers_rejudged_reproduce_fastchat_exactly(shared_data: Path,
                                                           benchmark="mt_bench")}
             meta = store.scores(suite="mt_bench", metric="score")[0].run_meta
         assert meta["rating"] == "fastchat" and meta["answers"]["recorded"] is True
+        assert meta["data"]["completeness"]["text"] == "complete (80 questions)"
         for row in rows:
             item = items[f"{row['question_id']}/turn{row['turn']}"]
             assert item.score == (None if row["score"] == -1 else float(row["score"])), item.item_id

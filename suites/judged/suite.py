@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from suites.judged.scoring import JudgeJob
 
 JUDGE_TEMPERATURE = 0.0
+OFFICIAL_QUESTIONS = {"mt_bench": 80, "vicuna_bench": 80}  # FastChat's question.jsonl of each
 
 
 class JudgedOptions(PluginOptions):
@@ -135,10 +136,19 @@ def prepare_judged(suite: str, options: JudgedOptions, ctx: SuiteContext) -> Jud
     JudgeClient(_judge_config(options, None))  # a malformed URL fails here, before any model loads
     if options.second_turn and not any(t == 2 for _, t in turns):
         ctx.log(f"{suite}: no question has a second turn; judging turn 1 only")
-    meta = {"questions": loaded.meta, "n_questions": len(questions),
+    meta = {"questions": loaded.meta, "n_questions": len(questions), "data": {"completeness": _completeness(suite, len(questions))},
             "reference_answers": str(reference_file) if reference_file else "from questions",
             "judge_prompts": prompts_meta}
     return JudgedPlan(suite, options, questions, prompts, meta, {q.question_id for q in loaded.questions})
+
+
+def _completeness(suite: str, n: int) -> dict[str, Any]:
+    """As the knowledge suite records it: the questions judged against the official set's size."""
+    of = OFFICIAL_QUESTIONS[suite]
+    status = "complete" if n == of else "partial" if n < of else "not official"
+    text = {"complete": f"complete ({n} questions)", "partial": f"partial ({n} of {of} questions)"}.get(
+        status, f"not the official question set ({n} questions; FastChat's has {of})")
+    return {"status": status, "n": n, "of": of, "unit": "questions", "text": text}
 
 
 def _judge_config(options: JudgedOptions, api_key: str | None, url: str | None = None) -> JudgeConfig:
