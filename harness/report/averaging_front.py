@@ -146,6 +146,7 @@ def front_distances(store: ResultsStore, points: Sequence[FrontierPoint], knowle
 
 HEADER = ("Method", "Instruction", "Knowledge", "Front at same instruction", "Distance", "Matched averaging point",
           "Matched instruction", "Matched knowledge", "Paired Δ knowledge", "95% CI", "p", "Items")
+TEXT_COLUMNS = ("Method", "Matched averaging point")
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -169,7 +170,8 @@ def legend(table: DistanceTable) -> list[str]:
 
 
 def to_markdown(table: DistanceTable) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|:---|" + "---:|" * (len(HEADER) - 1)]
+    align = [":---" if h in TEXT_COLUMNS else "---:" for h in HEADER]
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |" for r in table.rows]
     return "\n".join(lines + [""] + legend(table))
 
