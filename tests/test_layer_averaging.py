@@ -215,3 +215,12 @@ def test_bad_options_are_one_line_errors(tmp_path):
 def test_a_front_of_endpoints_only_selects_them():
     front = pareto_front([cand((1, 1), 1.0, 1.0), cand((0.5, 0.5), 2.0, 2.0), cand((0, 0), 3.0, 3.0)])
     assert [c.alphas for c in select(front, "pareto", 3)] == [(1, 1)]  # vanilla beat every other vector
+
+
+def test_held_out_sample_is_seeded_and_capped():
+    records = list(range(50))
+    seen, held = split_held_out(records, 128, 3)
+    assert len(held) == 10 and sorted(seen + held) == records  # at most a fifth of the data
+    assert split_held_out(records, 128, 3) == (seen, held) and split_held_out(records, 128, 4)[1] != held
+    with pytest.raises(UserError, match="cannot hold out validation records from 1 training record"):
+        split_held_out([0], 5, 0)

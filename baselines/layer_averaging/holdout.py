@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import Field
 
+from harness.errors import UserError
 from harness.method import MethodOptions
 from harness.train.hooks import TrainContext
 
@@ -32,7 +33,8 @@ def held_out_count(n_records: int, wanted: int) -> int:
 def split_held_out(records: Sequence[T], wanted: int, seed: int) -> tuple[list[T], list[T]]:
     """(training records, held-out records): a seeded sample of `held_out_count` records, both in input order."""
     if len(records) < 2:
-        raise ValueError(f"layer_averaging: cannot hold out validation records from {len(records)} record(s)")
+        raise UserError(f"layer_averaging: cannot hold out validation records from {len(records)} training "
+                        "record(s); give more data or a declared validation source")
     order = list(range(len(records)))
     random.Random(f"layer_averaging-validation:{seed}").shuffle(order)
     held = set(order[: held_out_count(len(records), wanted)])
