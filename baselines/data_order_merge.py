@@ -22,6 +22,8 @@ class DataOrderOptions(MethodOptions):
 
 
 class DataOrderMerge:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = "K runs on all data in K orders, merged by parameter selection (Ju et al. 2024)."
     Options: ClassVar[type[MethodOptions]] = DataOrderOptions
 

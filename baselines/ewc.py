@@ -102,6 +102,8 @@ class EWCPenalty:
 
 
 class EWC:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan", "combine"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = (f"SFT with an EWC penalty against the base weights (Fisher on pre-training text; "
                                   f"default λ = {DEFAULT_LAMBDA} on a mean-normalised Fisher).")
     Options: ClassVar[type[MethodOptions]] = EWCOptions

@@ -54,6 +54,8 @@ class DeltaL2Penalty:
 
 
 class L2:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan", "combine"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = "SFT with an L2 penalty λ·‖ΔW‖² on the weight delta (default λ = 0.01)."
     Options: ClassVar[type[MethodOptions]] = PenaltyOptions
 

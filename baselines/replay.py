@@ -42,6 +42,8 @@ class ReplayMix:
 
 
 class Replay:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan", "combine"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = "SFT on instruction data mixed 1:1 (configurable) with pre-training text."
     Options: ClassVar[type[MethodOptions]] = ReplayOptions
 

@@ -47,6 +47,8 @@ def scale_lora(checkpoint: Checkpoint, alpha: float, out_dir: Any) -> Checkpoint
 
 
 class ScaledVanilla:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = "Control: base + α·(vanilla's update) for each α (reuses vanilla's run)."
     Options: ClassVar[type[MethodOptions]] = ScaledOptions
 

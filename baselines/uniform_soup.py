@@ -47,6 +47,8 @@ class SoupOptions(MethodOptions):
 
 
 class UniformSoup:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = "K runs with K hyper-parameter settings on all data, uniformly averaged (exact)."
     Options: ClassVar[type[MethodOptions]] = SoupOptions
 
@@ -55,6 +57,10 @@ class UniformSoup:
 
     def planned_runs(self) -> int:
         return len(self.options.settings)
+
+    def merge_operators(self) -> list[str]:
+        """The merge operators `combine` uses (their versions are part of its job's key)."""
+        return ["ensemble" if self.options.ensemble else "average"]
 
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         specs = []

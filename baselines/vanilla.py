@@ -14,6 +14,8 @@ class VanillaOptions(MethodOptions):
 
 
 class Vanilla:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan", "combine"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = "Plain supervised fine-tuning (LoRA) on all instruction data."
     Options: ClassVar[type[MethodOptions]] = VanillaOptions
 

@@ -47,6 +47,7 @@ class DTMOptions(MethodOptions):
 
 
 class DTM:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
     description: ClassVar[str] = ("Disperse-Then-Merge: K LoRA sub-models on K data clusters, merged "
                                   "(exact LoRA average by default).")
     Options: ClassVar[type[MethodOptions]] = DTMOptions
@@ -56,6 +57,10 @@ class DTM:
 
     def planned_runs(self) -> int:
         return self.options.k
+
+    def light_steps(self) -> frozenset[str]:
+        """Steps that load no model (the scheduler runs them itself): a random dispersal's plan."""
+        return frozenset({"plan"}) if self.options.dispersal == "random" else frozenset()
 
     def plan(self, data: Sequence[Any], ctx: PlanContext) -> list[RunSpec]:
         o = self.options

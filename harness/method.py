@@ -81,7 +81,13 @@ class Method(Protocol):
 
     Optional: `planned_runs() -> int` and `planned_variants() -> int` tell `atax run --dry-run`
     how many runs `plan` will return and how many checkpoints `combine` will (default 1 each),
-    so a dry run needs no data.
+    so a dry run needs no data. `version` (default "0") is part of the key of every job the
+    method takes part in: bump it when a change alters what `plan` or `combine` produce.
+    `merge_operators() -> list[str]` names the merge operators `combine` uses (default: the
+    merge specs found in its options), so their versions join the combine's key.
+    `light_steps` (a set, or a method returning one, of "plan" / "combine"; default none) names
+    the steps that load no model: the pipeline runs those in its scheduler's process instead of
+    a worker process each.
     """
 
     description: ClassVar[str]

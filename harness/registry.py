@@ -5,18 +5,28 @@ Built-in plug-ins and third-party ones register the same way, through Python ent
 registration path and `harness` never imports `baselines`, `dtm_method` or `suites`.
 Entries stay lazy `"module:attr"` strings until first use, so listing names or `atax --help`
 does not import torch. `register()` exists for programmatic use (tests, notebooks).
+
+Every plug-in may carry a `version` attribute (default "0"): `plugin_version` reads it, plus the
+distribution's version for a third-party plug-in, and the pipeline folds it into the key of every
+job the plug-in takes part in, so changing a plug-in's behaviour (and bumping its version) re-runs
+what depends on it and nothing else.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points
+from importlib.metadata import version as distribution_version
 from typing import Any, Generic, TypeVar
 
 from harness.errors import UserError
 
 T = TypeVar("T")
+
+# Our own plug-ins are versioned by their `version` attributes alone: the distribution's version
+# is a fixed string that does not change when their code does.
+OWN_DISTRIBUTION = "atax"
 
 
 @dataclass
@@ -77,6 +87,18 @@ class Registry(Generic[T]):
         self._load_entry_points()
         return name in self._entries
 
+    def version(self, name: str) -> str:
+        """`name`'s code version: its `version` attribute ("0" if it has none), followed by
+        `+DIST==X` for a plug-in that another distribution registered (its release changes it)."""
+        own = str(getattr(self.get(name), "version", "0"))
+        origin = self._entries[name].origin
+        if origin in ("code", OWN_DISTRIBUTION, "an unknown distribution"):
+            return own
+        try:
+            return f"{own}+{origin}=={distribution_version(origin)}"
+        except PackageNotFoundError:
+            return own
+
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(self._entries)
@@ -125,6 +147,13 @@ data_transforms: Registry[Any] = Registry("data transform", "atax.data_transform
 adapters: Registry[Any] = Registry("adapter", "atax.adapters")
 auxiliary_losses: Registry[Any] = Registry("auxiliary loss", "atax.auxiliary_losses")
 
-ALL = {"method": methods, "merge": merges, "suite": suites, "backend": backends, "executor": executors,
-       "regularizer": regularizers, "data_transform": data_transforms, "adapter": adapters,
-       "auxiliary_loss": auxiliary_losses}
+_BY_KIND: dict[str, Registry[Any]] = {
+    "method": methods, "merge": merges, "suite": suites, "backend": backends, "executor": executors,
+    "regularizer": regularizers, "data_transform": data_transforms, "adapter": adapters,
+    "auxiliary_loss": auxiliary_losses}
+
+
+def plugin_version(kind: str, name: str) -> str:
+    """The code version of plug-in `name` of `kind` ("method", "merge", "suite", "backend",
+    "regularizer", "data_transform", "adapter", "auxiliary_loss", "executor"); see Registry.version."""
+    return _BY_KIND[kind].version(name)

@@ -46,7 +46,7 @@ def test_run_trains_every_method_and_records_jobs(finished):
     assert sorted(p.name for p in (results / "checkpoints" / "scaled_vanilla-seed0").iterdir()) == ["alpha-0.5",
                                                                                                     "alpha-1"]
     status = run_atax("status", str(exp), "--json")
-    assert json.loads(status.stdout) == {"done": 10, "pending": 0, "failed": 0}
+    assert json.loads(status.stdout) == {"done": 10, "pending": 0, "failed": 0, "code_changed": 0, "damaged": 0}
 
 
 def test_second_run_reruns_nothing(finished):

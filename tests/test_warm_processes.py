@@ -14,8 +14,8 @@ import yaml
 from harness.config import load_experiment
 from harness.pipeline.executors import run_in_subprocess
 from harness.pipeline.executors.warm import WarmProcesses
+from harness.pipeline.graph import base_spec, initial_jobs
 from harness.pipeline.jobs import Job, outputs_of
-from harness.pipeline.steps import base_spec, initial_jobs
 from harness.store import ResultsStore
 
 

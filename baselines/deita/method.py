@@ -68,6 +68,8 @@ class DeitaOptions(MethodOptions):
 
 
 class Deita:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"combine"})  # the plan runs a scorer model
     description: ClassVar[str] = ("Deita data selection: SFT on the samples an LLM scorer rates above a threshold "
                                   "(complexity > 2.5 by default).")
     Options: ClassVar[type[MethodOptions]] = DeitaOptions

@@ -58,6 +58,8 @@ def label_for_source(source: str, label_map: dict[str, str]) -> str | None:
 
 
 class LoraMoE:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
+    light_steps: ClassVar[frozenset[str]] = frozenset({"plan", "combine"})  # no model loaded: run by the scheduler
     description: ClassVar[str] = ("LoRA-MoE (Dou et al. 2023): N LoRA experts with a per-token softmax router on "
                                   "the FFN projections, optional localized balancing loss; evaluate with hf.")
     Options: ClassVar[type[MethodOptions]] = LoraMoEOptions

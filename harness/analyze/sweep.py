@@ -1,86 +1,23 @@
-"""The data-size sweep as rows of the experiment: with `sweep: {data_fraction: [...]}` every method
-becomes one row per data size (`vanilla@0.25`), each an ordinary method trained on a nested subset.
+"""The data-size sweep's analysis side: what a run's manifest records about its sweep point.
 
-A row trains on the experiment with its data section narrowed, so its plan and run keys differ per
-size and the pipeline needs nothing new: plan -> train -> combine -> eval, stored like any result.
-Subsets are prefixes of one seeded permutation (`select_subset`), hence nested.
+Which rows a sweep makes (vanilla@0.25, ...) is decided in one place, harness.pipeline.rows;
+the names below are kept for the figure code and for readers of the sweep.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
-from harness.config import DataConfig, Experiment, MethodEntry
+from harness.pipeline.rows import Row, find_row, report_experiment, row_data, selected, size_label
+from harness.pipeline.rows import experiment_rows as sweep_rows
+
+SweepRow = Row
+
+__all__ = ["Row", "SweepRow", "find_row", "report_experiment", "row_data", "selected", "size_label",
+           "sweep_provenance", "sweep_rows"]
 
 
-@dataclass(frozen=True)
-class SweepRow:
-    """One row of the comparison: `entry` trained on `experiment` (the sweep's data size applied)."""
-
-    experiment: Experiment
-    entry: MethodEntry  # labelled with the row name, e.g. vanilla@0.25
-    source: MethodEntry  # the experiment's own method entry
-    point: float | int | None  # the sweep's fraction or sample count; None without a sweep
-    kind: str = ""  # "data_fraction" or "max_samples" (the sweep's key)
-
-
-def size_label(point: float | int) -> str:
-    return f"{point:g}"
-
-
-def row_data(experiment: Experiment, point: float | int) -> DataConfig:
-    """The data section of one sweep point: a fraction of the experiment's selection, or a count.
-
-    A fraction f of the selection (keep = min(n, ceil(d*n), m)) is the same permutation's prefix of
-    min(n, ceil(f*d*n), ceil(f*m)) samples, so every size stays a prefix and the subsets nest.
-    """
-    data, sweep = experiment.data, experiment.sweep
-    assert sweep is not None
-    if sweep.data_fraction is not None:
-        # round() first: 0.07 * 100 is 7.000000000000001 in floating point, and its ceil 8.
-        cap = None if data.max_samples is None else max(1, math.ceil(round(point * data.max_samples, 9)))
-        return data.model_copy(update={"data_fraction": data.data_fraction * point, "max_samples": cap})
-    return data.model_copy(update={"max_samples": int(point)})
-
-
-def sweep_rows(experiment: Experiment) -> list[SweepRow]:
-    """Every row the experiment trains: its methods, or each method at each sweep size."""
-    if experiment.sweep is None:
-        return [SweepRow(experiment, entry, entry, None) for entry in experiment.methods]
-    kind = "data_fraction" if experiment.sweep.data_fraction is not None else "max_samples"
-    rows = []
-    for entry in experiment.methods:
-        for point in experiment.sweep.points:
-            labelled = entry.model_copy(update={"label": f"{entry.row_name}@{size_label(point)}"})
-            narrowed = experiment.model_copy(update={"data": row_data(experiment, point),
-                                                     "methods": [labelled], "sweep": None})
-            rows.append(SweepRow(narrowed, labelled, entry, point, kind))
-    return rows
-
-
-def find_row(experiment: Experiment, row: str) -> SweepRow:
-    """The row named `row` (a method's row name, or method@size with a sweep)."""
-    for candidate in sweep_rows(experiment):
-        if candidate.entry.row_name == row:
-            return candidate
-    raise KeyError(f"no row {row!r} in experiment {experiment.name!r}")
-
-
-def selected(row: SweepRow, only: set[str] | None) -> bool:
-    """`--only method=NAME` picks a row by its own name, its method's row name or the method name."""
-    return only is None or bool({row.entry.row_name, row.source.row_name, row.source.name} & only)
-
-
-def report_experiment(experiment: Experiment) -> Experiment:
-    """The experiment as the report sees it: one method entry per row (vanilla@0.25, ...)."""
-    if experiment.sweep is None:
-        return experiment
-    return experiment.model_copy(update={"methods": [r.entry for r in sweep_rows(experiment)]})
-
-
-def sweep_provenance(row: SweepRow, n_records: int) -> dict[str, Any]:
+def sweep_provenance(row: Row, n_records: int) -> dict[str, Any]:
     """What a run's manifest records about its sweep point (the curve's x comes from the config)."""
     if row.point is None:
         return {}

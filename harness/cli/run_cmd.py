@@ -36,11 +36,34 @@ def _executor(name: str, options: dict, results_dir: Path):
     return cls(parsed, results_dir)
 
 
+def _rerun(values: list[str] | None, experiment) -> object:
+    from harness.pipeline.scheduler import Rerun
+
+    methods, suites, everything = set(), set(), False
+    for value in values or []:
+        key, _, name = value.partition("=")
+        if value == "all":
+            everything = True
+        elif key == "method" and name:
+            methods.add(name)
+        elif key == "suite" and name:
+            suites.add(name)
+        else:
+            raise UserError(f"--rerun: expected method=NAME, suite=NAME or all (got {value!r})")
+    unknown = (methods - {m.row_name for m in experiment.methods} - {m.name for m in experiment.methods}
+               - {"base"}) | (suites - {s.name for s in experiment.suites})
+    if unknown:
+        raise UserError(f"--rerun: {', '.join(sorted(unknown))} is not a method or suite of the experiment")
+    return Rerun(frozenset(methods), frozenset(suites), everything)
+
+
 def run(
     experiment_file: Path = typer.Argument(..., help="Experiment YAML file."),
     results: Path | None = typer.Option(None, "--results", help="Results directory (default: the experiment's)."),
     executor: str | None = typer.Option(None, "--executor", help="local, ray or slurm (default: the experiment's)."),
     only: list[str] | None = typer.Option(None, "--only", help="Only this method (method=NAME); repeatable."),
+    rerun: list[str] | None = typer.Option(None, "--rerun", help="Redo these finished jobs: method=NAME (its plan, "
+                                           "training, combine, evals), suite=NAME (its evals) or all; repeatable."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and a cost estimate; run nothing."),
     keep_going: bool = typer.Option(True, "--keep-going/--stop-on-failure", help="Run independent jobs past a failure."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
@@ -51,6 +74,7 @@ def run(
     experiment = load_experiment(experiment_file)
     results_dir = (results or experiment.results_dir).resolve()
     selected = _only(only)
+    redo = _rerun(rerun, experiment)
     if selected is not None:
         unknown = selected - {m.row_name for m in experiment.methods} - {m.name for m in experiment.methods}
         if unknown:
@@ -63,6 +87,26 @@ def run(
             typer.echo(f"{'done   ' if line.done else 'pending'}  {line.kind:<8} {line.label}")
         typer.echo(f"{len(lines)} jobs; {cost}")
         return
+    import sqlite3
+
+    from harness.store import ResultsStore
+
+    with ResultsStore.open(results_dir) as store:  # a broken store is found before any work starts
+        store.check_ready_to_write()
+    try:
+        graph = _run_jobs(experiment, experiment_file, results_dir, executor, selected, keep_going, quiet, redo)
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"results database {results_dir / 'results.sqlite'}: {exc}; check the disk, or move it "
+                        "away and run again") from None
+    _print_report(experiment, results_dir, graph)
+    if graph.failed:
+        for key, error in graph.failed.items():
+            typer.echo(f"failed: {graph.jobs[key].label}: {error.splitlines()[0]}", err=True)
+        raise typer.Exit(1)
+
+
+def _run_jobs(experiment, experiment_file: Path, results_dir: Path, executor: str | None, selected, keep_going: bool,
+              quiet: bool, redo):
     from harness.pipeline.display import RunDisplay
     from harness.pipeline.scheduler import run_graph
 
@@ -71,16 +115,11 @@ def run(
     runner = _executor(name, dict(options), results_dir)
     display = RunDisplay(quiet, log_path=results_dir / "run.log")
     try:
-        graph = run_graph(experiment, experiment_file.resolve(), results_dir, runner, selected, keep_going,
-                          display.on_event)
+        return run_graph(experiment, experiment_file.resolve(), results_dir, runner, selected, keep_going,
+                         display.on_event, redo)
     finally:
         runner.close()
         display.close()
-    _print_report(experiment, results_dir, graph)
-    if graph.failed:
-        for key, error in graph.failed.items():
-            typer.echo(f"failed: {graph.jobs[key].label}: {error.splitlines()[0]}", err=True)
-        raise typer.Exit(1)
 
 
 def _print_report(experiment, results_dir: Path, graph) -> None:
@@ -95,25 +134,21 @@ def _print_report(experiment, results_dir: Path, graph) -> None:
 def status(
     experiment_file: Path = typer.Argument(..., help="Experiment YAML file."),
     results: Path | None = typer.Option(None, "--results", help="Results directory (default: the experiment's)."),
-    as_json: bool = typer.Option(False, "--json", help='Print {"done": n, "pending": n, "failed": n}.'),
+    as_json: bool = typer.Option(False, "--json", help='Print {"done": n, "pending": n, "failed": n, ...}.'),
 ) -> None:
-    """Show which jobs of the experiment are done, pending or failed (with their errors)."""
+    """Show which jobs of the experiment are done, pending or failed (with their errors), and which
+    pending ones ran before with other code versions or have damaged outputs."""
     from harness.config import load_experiment
-    from harness.pipeline.scheduler import known_graph
+    from harness.pipeline.status import experiment_status
 
     experiment = load_experiment(experiment_file)
     results_dir = (results or experiment.results_dir).resolve()
-    graph = known_graph(experiment, experiment_file.resolve(), results_dir)
-    pending = [j for j in graph.pending() if j.key not in graph.failed]
-    counts = {"done": len(graph.done), "pending": len(pending), "failed": len(graph.failed)}
+    report = experiment_status(experiment, experiment_file.resolve(), results_dir)
     if as_json:
-        typer.echo(json.dumps(counts))
+        typer.echo(json.dumps(report.counts()))
         return
-    for key in graph.done:
-        typer.echo(f"done     {graph.jobs[key].label}")
-    for job in pending:
-        typer.echo(f"pending  {job.label}")
-    for key, error in graph.failed.items():
-        typer.echo(f"failed   {graph.jobs[key].label}: {error.splitlines()[0]}")
+    for line in report.lines():
+        typer.echo(line)
+    counts = report.counts()
     typer.echo(f"{counts['done']} done, {counts['pending']} pending, {counts['failed']} failed "
                "(jobs after a plan or combine become known once it has run)")

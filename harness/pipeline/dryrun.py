@@ -15,8 +15,9 @@ from pathlib import Path
 from harness.config import Experiment
 from harness.config.checks import MAX_RUNS_PER_METHOD
 from harness.errors import UserError
+from harness.pipeline.graph import expand, plan_job
 from harness.pipeline.jobs import outputs_of
-from harness.pipeline.steps import plan_job
+from harness.pipeline.rows import experiment_rows, selected
 
 TULU_FIRST_TURN_SAMPLES = 326_154  # the DTM paper's TULU-v2-mix size (first turns)
 ASSUMED_TOKENS_PER_SAMPLE = 400  # TULU-v2 first turns: instruction 80-330 + response 15-430 tokens
@@ -32,13 +33,12 @@ class Line:
 
 def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
             only: set[str] | None = None) -> tuple[list[Line], str]:
-    from harness.analyze.sweep import selected, sweep_rows
     from harness.train.runner import build_method
 
     common = {"experiment": str(experiment_path), "results_dir": str(results_dir)}
     lines: list[Line] = []
     train_runs = 0
-    for row in sweep_rows(experiment):  # the methods, or each method at each data size of a sweep
+    for row in experiment_rows(experiment):  # the methods, or each method at each data size of a sweep
         if not selected(row, only):
             continue
         entry = row.entry
@@ -49,11 +49,12 @@ def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
                             f"at most {MAX_RUNS_PER_METHOD:,} per method")
         variants = getattr(method, "planned_variants", lambda: 1)()
         for seed in experiment.seeds:
-            plan = plan_job(row.experiment, entry, seed, common)
+            plan = plan_job(row, seed, common)
             planned = outputs_of(results_dir, plan.key)
             lines.append(Line("plan", plan.label, planned is not None))
+            keys = [j.key for j in expand(plan, planned, experiment) if j.kind == "train"] if planned else []
             for i in range(runs):
-                key = planned["run_keys"][i] if planned and i < len(planned["run_keys"]) else None
+                key = keys[i] if i < len(keys) else None
                 done = key is not None and (results_dir / "runs" / key / "checkpoint.json").is_file()
                 lines.append(Line("train", f"train {entry.row_name} seed {seed} run {i + 1}/{runs}", done))
             train_runs += runs

@@ -60,6 +60,10 @@ class ResultsStore:
         self._conn = connect(self.path, busy_timeout_s)
         try:
             ensure_schema(self._conn, self.path)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise UserError(f"results database {self.path} is damaged ({exc}); move it away (its results are "
+                            "lost) or point --results elsewhere") from None
         except BaseException:
             self._conn.close()
             raise
@@ -91,6 +95,33 @@ class ResultsStore:
         """Reads inside this block all see the same committed state, whatever writers do meanwhile."""
         with read_transaction(self._conn):
             yield self
+
+    # ---- health ------------------------------------------------------------------------------
+
+    def integrity_problem(self) -> str | None:
+        """None when SQLite's quick_check finds the file sound, else its first complaint."""
+        try:
+            rows = [r[0] for r in self._conn.execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as exc:
+            return str(exc)
+        return None if rows == ["ok"] else f"{rows[0]}" + (f" (and {len(rows) - 1} more)" if len(rows) > 1 else "")
+
+    def check_ready_to_write(self) -> None:
+        """Raise UserError (one line) unless the store is sound and writable: called before a run
+        starts any job, so a broken store costs no work."""
+        problem = self.integrity_problem()
+        if problem is not None:
+            raise UserError(f"results database {self.path} is damaged ({problem}); move it away (its results "
+                            "are lost) or point --results elsewhere")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("CREATE TABLE atax_write_probe (x)")
+            finally:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"results database {self.path} cannot be written ({exc}); check its permissions "
+                            "and free disk space, or point --results elsewhere") from None
 
     # ---- experiments and checkpoints -------------------------------------------------------
 

@@ -9,6 +9,7 @@ penalties and auxiliary losses -> curves, intermediate saves -> atomic checkpoin
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from harness.checkpoint import Checkpoint, find_complete, write_checkpoint
 from harness.config.schema import BaseModelConfig, TrainingConfig
 from harness.data.records import InstructionRecord, TrainRecord, fingerprint
 from harness.data.templates import tokenize_records
+from harness.errors import UserError
 from harness.method import RunSpec
 from harness.modeling import load_causal_lm, load_tokenizer, pick_device
 from harness.paths import cache_dir
@@ -48,6 +50,8 @@ class TrainJob:
     run_key: str
     validation: list[TrainRecord] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)  # method, seed, ... for the manifest
+    logical_key: str = ""  # run_key without the code versions (harness.pipeline.versions)
+    versions: dict[str, str] = field(default_factory=dict)  # the engine's and its hooks' code versions
 
 
 def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
@@ -96,6 +100,9 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     window_start, window_tokens = time.monotonic(), 0
     for step in range(state.step, len(batches)):
         result = runner.step([data.examples[i] for i in batches[step]], step)
+        if not math.isfinite(result.mean_loss):  # NaN/inf never becomes a checkpoint that looks trained
+            raise UserError(f"{_run_name(job)}: the training loss is {result.mean_loss} at step {step + 1} of "
+                            f"{len(batches)}; lower training.optimizer.lr (now {training.optimizer.lr}) or check the data")
         state.tokens_seen += result.n_real_tokens
         window_tokens += result.n_real_tokens
         state.step = step + 1
@@ -129,7 +136,7 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
                  "n_instruction_records": sum(isinstance(r, InstructionRecord) for r in records),
                  "n_examples": len(data.examples), "n_truncated": data.n_truncated,
                  "n_prompt_too_long": data.n_prompt_too_long, "n_validation": len(validation)},
-        "code_version": {"atax": __version__, "engine": ENGINE_VERSION},
+        "code_version": {"atax": __version__, "engine": ENGINE_VERSION, **job.versions},
         "metrics": {"final_loss": train_losses[-1] if train_losses else None,
                     "min_loss": min(train_losses) if train_losses else None,
                     "tokens_seen": state.tokens_seen, "steps": state.step, "batching": plan.how,
@@ -147,6 +154,11 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     checkpoint = write_checkpoint(job.out_dir, manifest, payload)
     clear_state(job.out_dir)
     return checkpoint
+
+
+def _run_name(job: TrainJob) -> str:
+    method, seed = job.provenance.get("method"), job.provenance.get("seed")
+    return f"run {job.run.name}" + (f" of {method} seed {seed}" if method is not None else "")
 
 
 def _ref(ref: Any) -> dict[str, Any] | None:

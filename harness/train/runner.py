@@ -16,7 +16,7 @@ from harness import registry
 from harness.checkpoint import Checkpoint
 from harness.config import Experiment, MethodEntry, TrainingConfig, method_options
 from harness.data import InstructionRecord, fingerprint, load_instruction_data
-from harness.keys import content_key, directory_hash
+from harness.keys import directory_hash, run_versions, versioned_key
 from harness.method import CombineContext, PlanContext, RunSpec
 from harness.progress import Progress
 from harness.store import CurvePoint, ResultsStore
@@ -69,16 +69,22 @@ def apply_overrides(training: TrainingConfig, overrides: dict[str, Any]) -> Trai
     return TrainingConfig.model_validate(merge(training.model_dump(), overrides)) if overrides else training
 
 
-def run_key(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str, validation_fp: str) -> str:
-    return content_key({
+def run_key_parts(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str,
+                  validation_fp: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """What determines a run's output: (the inputs, the code versions of the engine and its hooks)."""
+    material = {
         "base_model": experiment.base_model.model_dump(mode="json"),
         "training": training.model_dump(mode="json"),
         "seed": spec.seed, "init_seed": spec.init_seed,
         "data": data_fp, "validation": validation_fp,
         "hooks": [_hook(spec.data_transform), _hook(spec.regularizer), _hook(spec.auxiliary_loss),
                   _hook(spec.adapter)],
-        "engine": ENGINE_VERSION,
-    })
+    }
+    return material, run_versions(spec, ENGINE_VERSION)
+
+
+def run_key(experiment: Experiment, training: TrainingConfig, spec: RunSpec, data_fp: str, validation_fp: str) -> str:
+    return versioned_key(*run_key_parts(experiment, training, spec, data_fp, validation_fp))[0]
 
 
 @dataclass
@@ -111,24 +117,35 @@ def plan_method(experiment: Experiment, entry: MethodEntry, seed: int, results_d
                                                               validation=data.validation))
 
 
+def run_records(data: MethodData, spec: RunSpec) -> list[InstructionRecord]:
+    """The records a planned run trains on (its indices into the method's data)."""
+    return list(data.records) if spec.indices is None else [data.records[i] for i in spec.indices]
+
+
 def train_job(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path, data: MethodData,
               spec: RunSpec) -> TrainJob:
     """The engine's job for one planned run; its key decides where it lives and whether it is reused."""
     training = apply_overrides(experiment.training, spec.training_overrides)
-    run_records = data.records if spec.indices is None else [data.records[i] for i in spec.indices]
-    key = run_key(experiment, training, spec, fingerprint(run_records), fingerprint(data.validation))
-    return TrainJob(experiment.base_model, training, spec, list(run_records), results_dir / "runs" / key, key,
+    records = run_records(data, spec)
+    material, versions = run_key_parts(experiment, training, spec, fingerprint(records), fingerprint(data.validation))
+    key, logical = versioned_key(material, versions)
+    return TrainJob(experiment.base_model, training, spec, records, results_dir / "runs" / key, key,
                     data.validation, provenance={"experiment": experiment.name, "method": entry.row_name,
                                                  "method_name": entry.name, "options": entry.options,
                                                  "seed": seed, "data": data.source,
-                                                 "data_fingerprint": data.fingerprint})
+                                                 "data_fingerprint": data.fingerprint},
+                    logical_key=logical, versions=versions)
+
+
+def combine_dir(results_dir: Path, entry: MethodEntry, seed: int) -> Path:
+    return results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}"
 
 
 def combine_method(experiment: Experiment, entry: MethodEntry, seed: int, results_dir: Path, data: MethodData,
-                   jobs: list[TrainJob], runs: list[Checkpoint]) -> list[Checkpoint]:
+                   specs: list[RunSpec], runs: list[Checkpoint]) -> list[Checkpoint]:
     combined = build_method(entry).combine(runs, CombineContext(
-        seed=seed, out_dir=results_dir / "checkpoints" / f"{entry.row_name}-seed{seed}",
-        runs_data=[job.records for job in jobs], validation=data.validation,
+        seed=seed, out_dir=combine_dir(results_dir, entry, seed),
+        runs_data=[run_records(data, spec) for spec in specs], validation=data.validation,
         template=experiment.training.template, max_seq_len=experiment.training.max_seq_len))
     finals = [combined] if isinstance(combined, Checkpoint) else list(combined)
     record_checkpoints(results_dir, experiment, runs, finals)
@@ -139,10 +156,9 @@ def train_method(experiment: Experiment, entry: MethodEntry, seed: int, results_
                  progress: Progress | None = None) -> MethodResult:
     """plan -> train every run (in turn) -> combine, in this process (`atax train`)."""
     data = method_data(experiment)
-    jobs = [train_job(experiment, entry, seed, results_dir, data, spec)
-            for spec in plan_method(experiment, entry, seed, results_dir, data)]
-    runs = [train(job, progress) for job in jobs]
-    return MethodResult(combine_method(experiment, entry, seed, results_dir, data, jobs, runs), runs)
+    specs = plan_method(experiment, entry, seed, results_dir, data)
+    runs = [train(train_job(experiment, entry, seed, results_dir, data, spec), progress) for spec in specs]
+    return MethodResult(combine_method(experiment, entry, seed, results_dir, data, specs, runs), runs)
 
 
 def record_checkpoints(results_dir: Path, experiment: Experiment, runs: list[Checkpoint],

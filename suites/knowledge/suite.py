@@ -69,6 +69,7 @@ class KnowledgeOptions(PluginOptions):
 
 
 class KnowledgeSuite:
+    version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
     description: ClassVar[str] = ("The nine knowledge benchmarks of the paper (GSM8K, MMLU, BBH, ARC-C, OpenBookQA, "
                                   "RACE, TruthfulQA, HumanEval, MBPP) through lm-evaluation-harness.")
     Options: ClassVar[type[KnowledgeOptions]] = KnowledgeOptions
