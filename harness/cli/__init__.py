@@ -14,13 +14,13 @@ from harness.cli import (
     compare_cmd,
     config_cmd,
     data_cmd,
-    disperse_cmd,
     doctor,
     eval_cmd,
     init,
     interrupt,
     listing,
     merge_cmd,
+    plugin_commands,
     report_cmd,
     run_cmd,
     serve_cmd,
@@ -43,7 +43,6 @@ app.command("init")(init.init)
 app.command("train")(train_cmd.train)
 app.command("eval")(eval_cmd.eval_)
 app.command("merge")(merge_cmd.merge)
-app.command("disperse")(disperse_cmd.disperse)
 app.command("run")(run_cmd.run)
 app.command("status")(run_cmd.status)
 app.command("table")(table_cmd.table)
@@ -53,6 +52,8 @@ app.command("serve")(serve_cmd.serve)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(analyze_cmd.app, name="analyze")
+# Last, so a plug-in cannot take a built-in name (see plugin_commands).
+plugin_commands.add_plugin_commands(app)
 
 
 def main() -> None:

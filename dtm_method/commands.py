@@ -1,4 +1,8 @@
-"""`atax disperse`: split instruction data into K clusters and write the assignments."""
+"""DTM's command-line commands, registered under `atax.commands` (pyproject.toml): `atax disperse`.
+
+Only typer and pathlib are imported here: the CLI loads this module to list its commands, and
+`atax --help` must not import torch.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ def disperse(
     if encode not in ("instruction", "response", "both"):
         raise UserError(f"--encode: must be instruction, response or both (got {encode!r})")
     records = load_instruction_data(DataConfig(source=data)).records
-    labels = run_dispersal(records, k, strategy, seed, encode=encode, embed_model=embed_model, source=data)  # type: ignore[arg-type]
+    labels = run_dispersal(records, k, strategy, seed, encode=encode, embed_model=embed_model,  # type: ignore[arg-type]
+                           source=data)
     write_assignments(out, labels)
     sizes = Counter(labels)
     typer.echo(f"{len(labels)} samples -> {k} clusters of sizes {[sizes[c] for c in range(k)]}; wrote {out}")
