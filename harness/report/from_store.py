@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from harness.errors import UserError
+from harness.report.data_notes import gsm8k_note, partial_notes, partial_text
 from harness.report.table import LAYOUTS, Cell, Column, Row, Table, normalize
 from harness.stats.compare import cell_test
 from harness.stats.corrections import adjust
@@ -135,6 +136,7 @@ def build_table(store: ResultsStore, runs: list[RunRef], columns: list[Column], 
     columns = [replace(c, scale=scales[c.key]) for c in columns]
     table = Table(columns, rows, title=options.title or _TITLES.get(layout, ""), notes=notes,
                   show_std=options.show_std, layout=layout)
+    table.notes += partial_notes(table) + [n for n in [gsm8k_note(store, table)] if n]
     if options.reference_method:
         mark_significance(store, table, options.reference_method, options.correction, options.alpha)
     return table
@@ -145,7 +147,7 @@ def _cell(present: dict[int | None, RunRef], scale: float) -> Cell:
         return Cell(None)
     values = np.array([r.value for r in present.values()]) * scale
     std = float(np.std(values, ddof=1)) if values.size > 1 else None
-    return Cell(float(values.mean()), std, int(values.size))
+    return Cell(float(values.mean()), std, int(values.size), partial=partial_text(present.values()))
 
 
 def _missing(row: str, column: Column, seeds: list[int | None], present: dict[int | None, RunRef]) -> list[str]:

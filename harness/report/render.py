@@ -10,7 +10,7 @@ import html
 import io
 
 from harness.errors import UserError
-from harness.report.table import MISSING, Cell, Column, Row, Table, ranking
+from harness.report.table import MISSING, PARTIAL_MARK, Cell, Column, Row, Table, ranking
 
 FORMATS: tuple[str, ...] = ("md", "latex", "csv", "html")
 _ARROWS = {"better": "↑", "worse": "↓"}
@@ -26,7 +26,7 @@ def number(value: float, column: Column) -> str:
 def _plain(cell: Cell, column: Column, show_std: bool) -> str:
     if cell.value is None:
         return MISSING
-    text = number(cell.value, column)
+    text = number(cell.value, column) + (PARTIAL_MARK if cell.partial else "")
     return text + (f" ± {number(cell.std, column)}" if show_std and cell.std is not None else "")
 
 
@@ -127,7 +127,8 @@ def to_csv(table: Table) -> str:
             line.append("" if cell.value is None else number(cell.value, column))
             if table.show_std:
                 line.append("" if cell.std is None else number(cell.std, column))
-            line.append(" ".join(m for m in (marks.get((i, column.key)), cell.significance) if m))
+            line.append(" ".join(m for m in (marks.get((i, column.key)), cell.significance,
+                                             "partial" if cell.partial else None) if m))
         writer.writerow(line)
     return out.getvalue()
 

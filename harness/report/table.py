@@ -13,6 +13,7 @@ from typing import Any
 from harness.errors import UserError
 
 MISSING = "–"  # en dash, as in the paper's tables
+PARTIAL_MARK = "†"  # a cell scored on less than the official release; a footnote says what
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Cell:
     p_value: float | None = None  # adjusted
     test: str | None = None
     ci: tuple[float, float] | None = None  # 95% CI of the value, displayed units (figures)
+    partial: str | None = None  # what data it was scored on when not the complete release (see data_notes)
 
 
 @dataclass

@@ -1,0 +1,53 @@
+"""What a table says about the data behind its numbers: cells scored on less than the official
+release are marked (†) with a footnote naming the copy (`complete` / `partial (n of N)` is stored
+with every eval run's scores, `run_meta["data"]["completeness"]`), and GSM8K's strict-match primary
+gets its caveat and flexible-extract numbers beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from harness.report.table import PARTIAL_MARK, Table
+
+GSM8K_FLEXIBLE = "exact_match,flexible-extract"
+
+
+def partial_text(runs: Iterable[Any]) -> str | None:
+    """The first non-complete data record of these eval runs (RunRef-like: `run_meta`), or None."""
+    for run in runs:
+        record = ((getattr(run, "run_meta", None) or {}).get("data") or {}).get("completeness") or {}
+        if record.get("status") not in (None, "complete"):
+            return str(record.get("text") or record["status"])
+    return None
+
+
+def partial_notes(table: Table) -> list[str]:
+    """One footnote per column and kind of copy, naming the rows whose cells are marked."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for column in table.columns:
+        for row in table.rows:
+            cell = row.cell(column.key)
+            if cell.partial:
+                grouped.setdefault((column.label, cell.partial), []).append(row.name)
+    return [f"{PARTIAL_MARK} {label} not on the complete benchmark, {text}: {', '.join(rows)}"
+            for (label, text), rows in grouped.items()]
+
+
+def gsm8k_note(store: Any, table: Table) -> str | None:
+    """GSM8K's caveat and flexible-extract per row (same runs as the cells), when the table shows GSM8K."""
+    column = next((c for c in table.columns if c.matches("gsm8k")), None)
+    if column is None:
+        return None
+    shown = []
+    for row in table.rows:
+        runs = (row.provenance.get("runs") or {}).get(column.key) or []
+        values = [s.value for run in runs for s in store.scores(eval_id=run.eval_id, metric=GSM8K_FLEXIBLE)]
+        if values:
+            scale = column.scale or 1.0
+            shown.append(f"{row.name} {sum(values) / len(values) * scale:.{column.decimals}f}")
+    if not shown:
+        return None
+    return (f"{column.label} is lm-eval's strict-match (only 'The answer is N.' counts: a correct chain ending "
+            f"'so the answer is 18.' scores 0); flexible-extract (the last number): {', '.join(shown)}.")

@@ -1,0 +1,34 @@
+"""Tables mark cells scored on less than the official release (†, with a footnote naming the copy)
+and print GSM8K's strict-match caveat with flexible-extract beside it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.report.from_store import build_tables
+from harness.report.render import render
+from harness.store import EvalRun, ItemRecord, ResultsStore, Score
+
+
+def _record(store: ResultsStore, method: str, completeness: dict, strict: float, flexible: float) -> None:
+    store.add_checkpoint(method, method, "model", f"hash-{method}", {})
+    meta = {"primary_metric": "exact_match,strict-match", "data": {"completeness": completeness}}
+    scores = [Score("exact_match,strict-match", strict, None, 2), Score("exact_match,flexible-extract", flexible, None, 2)]
+    items = [ItemRecord(f"{i}", f"h{i}", "p", "t", float(i < strict * 2)) for i in range(2)]
+    store.record_evals([(EvalRun(method, "knowledge", "gsm8k", "exp", method, 0, meta), scores, items)])
+
+
+def test_partial_cells_are_marked_and_gsm8k_notes_flexible_extract(tmp_path: Path) -> None:
+    with ResultsStore.open(tmp_path) as store:
+        store.add_experiment("exp", "{}")
+        _record(store, "vanilla", {"status": "complete", "text": "complete (1319 questions)"}, 0.5, 1.0)
+        _record(store, "dtm", {"status": "partial", "text": "partial (50 of 1319 questions)"}, 1.0, 1.0)
+        table = build_tables(store)[0]
+        markdown = render(table, "md")
+    lines = markdown.splitlines()
+    assert next(line for line in lines if line.startswith("| dtm ")).count("†") == 1
+    assert "†" not in next(line for line in lines if line.startswith("| vanilla "))
+    assert "† GSM8K not on the complete benchmark, partial (50 of 1319 questions): dtm" in lines
+    note = next(line for line in lines if line.startswith("GSM8K is lm-eval's strict-match"))
+    assert note.endswith("flexible-extract (the last number): vanilla 100.00, dtm 100.00.")
+    assert "partial" in render(table, "csv").splitlines()[2]
