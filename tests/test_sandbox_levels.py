@@ -85,3 +85,32 @@ def test_the_level_is_stored_with_the_scores(tmp_path: Path) -> None:
     with ResultsStore.open(tmp_path / "res") as store:
         meta = store.scores(benchmark="humaneval")[0].run_meta
     assert meta["sandbox_level"] == (os.environ.get(LEVEL_ENV) or "os") and meta["code_execution"] == {"passed": 2}
+
+
+def test_the_os_level_works_for_an_unprivileged_user_too(tmp_path: Path) -> None:
+    """Not only as root: a user namespace maps the sandbox's uid 65534 onto the caller's own uid."""
+    import shutil
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv(1) to become an unprivileged user for the test")
+    tmp_path.chmod(0o777)
+    as_nobody = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+    script = ("import sys; sys.path.insert(0, sys.argv[1])\nfrom harness.sandbox import run_program\n"
+              "r = run_program('import os\\nprint(os.getuid(), os.getpid())\\nassert 1 == 2', level='os')\n"
+              "print(r.status, r.stdout.strip(), r.stderr.strip().splitlines()[-1])")
+    for python in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
+        probe = subprocess.run([*as_nobody, python, "-c", "import subprocess, sys; assert sys.version_info >= (3, 10); "
+                                "sys.exit(subprocess.run([sys.executable, '-S', '-c', '']).returncode)"],
+                               capture_output=True, cwd=tmp_path)  # it can start itself, as the sandbox will
+        if probe.returncode == 0:
+            break
+    else:
+        pytest.skip("no Python interpreter here that an unprivileged user may run")
+    if subprocess.run([*as_nobody, "unshare", "--user", "true"], capture_output=True).returncode != 0:
+        pytest.skip("unprivileged user namespaces are disabled on this machine")
+    proc = subprocess.run([*as_nobody, python, "-c", script, str(Path(__file__).parents[1])], capture_output=True,
+                          text=True, cwd=tmp_path, env={"PATH": os.environ["PATH"], "TMPDIR": str(tmp_path),
+                                                        "HOME": str(tmp_path)}, timeout=120)
+    assert proc.stdout.strip() == "failed 65534 1 AssertionError", proc.stderr[-600:]

@@ -36,6 +36,7 @@ harness does; the verdict cannot be forged through the channels named above.
 """
 
 import _imp
+import _warnings
 import marshal
 import os
 import posix
@@ -231,7 +232,15 @@ def _strip_unaudited_functions() -> None:
 
     # Every builtin module exists once, stripped: `_imp.create_builtin` would otherwise build a fresh,
     # whole `posix` or `_signal`, and `_imp.exec_builtin` re-run a module's set-up.
-    builtin = {name: __import__(name) for name in sys.builtin_module_names}
+    # (Quietly: some builtin modules warn that they are deprecated when imported, e.g. spwd.)
+    ignore_deprecation = ("ignore", None, DeprecationWarning, None, 0)
+    _warnings.filters.insert(0, ignore_deprecation)
+    _warnings._filters_mutated()
+    try:
+        builtin = {name: __import__(name) for name in sys.builtin_module_names}
+    finally:
+        _warnings.filters.remove(ignore_deprecation)
+        _warnings._filters_mutated()
     for module_name, names in _STRIPPED.items():
         module = sys.modules.get(module_name)
         for name in names:
