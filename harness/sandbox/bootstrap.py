@@ -86,24 +86,22 @@ _READABLE_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/random", "/dev/ur
 _NO_FRESH_IMPORT = frozenset({"_posixsubprocess"})
 
 
-def make_guard(work_dir: str, path_types: tuple[type, ...] = ()):
-    """The audit hook that confines the program to `work_dir`.
-
-    The hook reads no module globals or builtins at call time: the program could rebind those (this
-    module is reachable through frames), but not the closure's locals captured here.
-    """
-    root = os.path.realpath(work_dir)
-    own_pid = os.getpid()
-    # Captured C functions and types, so that monkeypatching os, os.path or builtins cannot fool the hook.
-    getcwd, readlink, stat_, is_dir, is_reg = posix.getcwd, posix.readlink, posix.stat, stat.S_ISDIR, stat.S_ISREG
-    fstat, root_device, os_error = posix.fstat, posix.stat(root).st_dev, OSError
-    proc_device = posix.stat("/proc").st_dev if posix.access("/proc", posix.F_OK) else None
-    str_, bytes_, int_, type_, len_, range_, error = str, bytes, int, type, len, range, PermissionError
-    blocked_events, blocked_prefixes, stripped = _BLOCKED_EVENTS, _BLOCKED_MODULE_PREFIXES, _NO_FRESH_IMPORT
-    path_events, write_flags, readable_devices = dict(_PATH_EVENTS), _WRITE_FLAGS, _READABLE_DEVICES
+def _denier():
+    error = PermissionError  # captured: the program may rebind the builtin name
 
     def deny(event: str, detail: object = "") -> None:
         raise error(f"sandbox: {event} {detail!s:.200} is not allowed" if detail else f"sandbox: {event} is not allowed")
+
+    return deny
+
+
+def _path_checks(root: str, path_types: tuple[type, ...], deny):
+    """(absolute, check_write, check_read) for the paths a program names, confined to `root`."""
+    # Captured C functions and types, so that monkeypatching os, os.path or builtins cannot fool the checks.
+    getcwd, readlink, stat_, is_dir, is_reg = posix.getcwd, posix.readlink, posix.stat, stat.S_ISDIR, stat.S_ISREG
+    fstat, root_device, os_error = posix.fstat, posix.stat(root).st_dev, OSError
+    proc_device = posix.stat("/proc").st_dev if posix.access("/proc", posix.F_OK) else None
+    str_, bytes_, int_, type_, readable_devices = str, bytes, int, type, _READABLE_DEVICES
 
     def normalise(path: str) -> str:
         parts = []
@@ -171,6 +169,23 @@ def make_guard(work_dir: str, path_types: tuple[type, ...] = ()):
         # A directory fd from outside would let dir_fd-relative opens (whose event omits dir_fd) escape.
         if is_dir(mode) or not (is_reg(mode) or target in readable_devices):
             deny("opening", target)
+
+    return absolute, check_write, check_read
+
+
+def make_guard(work_dir: str, path_types: tuple[type, ...] = ()):
+    """The audit hook that confines the program to `work_dir`.
+
+    The hook reads no module globals or builtins at call time: the program could rebind those (this
+    module is reachable through frames), but not the closure's locals captured here.
+    """
+    root = os.path.realpath(work_dir)
+    own_pid = os.getpid()
+    deny = _denier()
+    absolute, check_write, check_read = _path_checks(root, path_types, deny)
+    str_, int_, type_, len_, range_ = str, int, type, len, range
+    blocked_events, blocked_prefixes, stripped = _BLOCKED_EVENTS, _BLOCKED_MODULE_PREFIXES, _NO_FRESH_IMPORT
+    path_events, write_flags = dict(_PATH_EVENTS), _WRITE_FLAGS
 
     def hook(event: str, args: tuple) -> None:
         if event in blocked_events:
