@@ -144,9 +144,9 @@ def front_distances(store: ResultsStore, points: Sequence[FrontierPoint], knowle
     return table
 
 
-HEADER = ("Method", "Instruction", "Knowledge", "Front at same instruction", "Distance", "Matched averaging point",
-          "Matched instruction", "Matched knowledge", "Paired Δ knowledge", "95% CI", "p", "Items")
-TEXT_COLUMNS = ("Method", "Matched averaging point")
+HEADER = ("Method", "Instr.", "Knowl.", "Front knowl.", "Distance", "Matched point", "Matched instr.",
+          "Matched knowl.", "Paired Δ", "95% CI", "p", "Items")
+TEXT_COLUMNS = ("Method", "Matched point")
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -162,9 +162,9 @@ def _cells(row: FrontDistance) -> list[str]:
 
 def legend(table: DistanceTable) -> list[str]:
     members = ", ".join(p.method for p in table.front)
-    return [f"Averaging front (Pareto points of base, scaled_vanilla and layer_averaging): {members}. Distance: "
-            "the method's mean knowledge minus the front's, interpolated at the method's instruction-following "
-            "score (positive: knowledge gained).",
+    return [f"Averaging front (Pareto points of base, scaled_vanilla and layer_averaging): {members}. Instr.: "
+            "instruction-following score; Knowl.: mean knowledge score; Front knowl.: the front's, interpolated at "
+            "the method's Instr.; Distance: Knowl. minus Front knowl. (positive: knowledge gained).",
             f"Paired Δ: method minus the matched point (the front's nearest in instruction following) on shared "
             f"knowledge items; {TEST_NAME}; p-values {table.correction}-corrected across the methods."] + table.notes
 
@@ -190,8 +190,8 @@ def to_html(table: DistanceTable) -> str:
                    + "".join(f"<td>{html.escape(c)}</td>" for c in cells[1:]) + "</tr>"
                    for cells in (_cells(r) for r in table.rows))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in legend(table))
-    return (f'<table class="atax-table sortable" id="table-averaging-front"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{body}</tbody></table><ul class="notes">{notes}</ul>')
+    return (f'<div class="scroll"><table class="atax-table sortable" id="table-averaging-front"><thead><tr>{head}'
+            f'</tr></thead><tbody>{body}</tbody></table></div><ul class="notes">{notes}</ul>')
 
 
 def distance_section(store: ResultsStore, points: Sequence[FrontierPoint], knowledge: Table, root: Path) -> str:

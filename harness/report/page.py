@@ -126,7 +126,7 @@ def _figures(store: ResultsStore, tables: list[Table], root: Path,
             paths, losers = frontier_chart(points, figures / "frontier", xlabel="instruction following (judge score)",
                                            ylabel="mean knowledge score (%)")
             caption = ("Trade-off frontier; the grey line is scaled vanilla over α, triangles are layer averaging "
-                       "(α per block of layers), dashed: the averaging front. Below the front: "
+                       "(α per block of layers), dashed: the averaging front. Dominated (below it): "
                        + (", ".join(losers) or "none"))
             html_parts.append(_img(paths, root, caption))
             html_parts.append(distance_section(store, points, knowledge, root))
