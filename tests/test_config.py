@@ -11,6 +11,7 @@ import yaml
 from conftest import PLUGIN_DIST, run_atax
 
 from harness import registry
+from harness.builtin import builtin_names
 from harness.config import load_experiment
 from harness.errors import UserError
 
@@ -97,8 +98,7 @@ MALFORMED = [
     ("one beta", mutated(training__optimizer__betas=[0.9]),
      "training.optimizer.betas[1]: required; add it (`atax init` writes a complete example)"),
     ("unknown builtin", mutated(base_model={"id": "builtin:huge-llama"}),
-     "base_model.id: unknown built-in 'builtin:huge-llama'; known: builtin:tiny-llama, "
-     "builtin:toy-instructions, builtin:toy-corpus"),
+     f"base_model.id: unknown built-in 'builtin:huge-llama'; known: {', '.join(builtin_names())}"),
     ("unknown suite", mutated(suites=["knowledge_v9"]),
      "suites[0].name: unknown suite 'knowledge_v9'; known: "),
     ("data fraction zero", mutated(data__data_fraction=0), "data.data_fraction: must be > 0 (got 0)"),

@@ -169,6 +169,12 @@ def test_k_against_a_local_jsonl_is_counted(tmp_path: Path) -> None:
                             "plan fewer runs or use more data")
 
 
+def test_a_sweep_larger_than_a_local_jsonl_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text('{"instruction": "a", "output": "b"}\n' * 10)
+    message = error_of(tmp_path, with_changes(data={"source": "d.jsonl"}, sweep={"max_samples": [5, 20]}))
+    assert message.endswith("sweep.max_samples: 20 is more than the 10 samples 'd.jsonl' has; lower it")
+
+
 def test_dry_run_refuses_a_huge_plan_before_listing(tmp_path: Path) -> None:
     from harness.pipeline.dryrun import dry_run
 

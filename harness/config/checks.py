@@ -149,8 +149,14 @@ def _scalar_types(annotation: Any) -> set[Any]:
 
 
 def _check_planned_runs(exp: Experiment, base_dir: Path) -> None:
-    """A method's planned run count (DTM's k, ...) must fit an absolute cap and the data."""
+    """A method's planned run count (DTM's k, ...) must fit an absolute cap and the data; so must the
+    sweep's largest sample count."""
     records, where = _known_records(exp, base_dir)
+    data_records, data_where = _known_records(exp, base_dir, with_sweep=False)
+    if exp.sweep is not None and exp.sweep.max_samples and data_records is not None \
+            and exp.sweep.max_samples[-1] > data_records:
+        raise ConfigError(("sweep", "max_samples"), f"{exp.sweep.max_samples[-1]:,} is more than the "
+                                                    f"{data_records:,} samples {data_where} has; lower it")
     for index, entry in enumerate(exp.methods):
         method_cls = registry.methods.get(entry.name)
         planned = getattr(method_cls, "planned_runs", None)
@@ -165,8 +171,9 @@ def _check_planned_runs(exp: Experiment, base_dir: Path) -> None:
                                    f"at most {records:,} samples; plan fewer runs or use more data")
 
 
-def _known_records(exp: Experiment, base_dir: Path) -> tuple[int | None, str]:
-    """An upper bound on the training records, when it is cheap to know (None otherwise)."""
+def _known_records(exp: Experiment, base_dir: Path, with_sweep: bool = True) -> tuple[int | None, str]:
+    """An upper bound on the training records (of the smallest sweep point with `with_sweep`), when
+    it is cheap to know (None otherwise)."""
     bound, where = exp.data.max_samples, "data.max_samples"
     source = classify(exp.data.source, base_dir)
     path = source.path
@@ -179,7 +186,7 @@ def _known_records(exp: Experiment, base_dir: Path) -> tuple[int | None, str]:
     if bound is None:
         return None, where
     bound = math.ceil(bound * exp.data.data_fraction)
-    if exp.sweep is not None:  # the smallest data size of the sweep is planned too
+    if with_sweep and exp.sweep is not None:  # the smallest data size of the sweep is planned too
         first = exp.sweep.points[0]
         bound = min(bound, int(first)) if exp.sweep.max_samples else math.ceil(bound * first)
         where += f" with sweep point {first:g}"
