@@ -6,6 +6,7 @@ checkpoints included), through the Python API and the `atax table` / `atax compa
 
 from __future__ import annotations
 
+import json
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -88,7 +89,9 @@ def build_store(results: Path, rows: dict[str, dict[str, float]] | None = None) 
     """A store with base, vanilla (3 seeds), l2 (missing gsm8k), dtm (2 seeds, sub-models evaluated for
     seed 0), and two scaled_vanilla variants, on three knowledge and two judge benchmarks."""
     with ResultsStore.open(results) as store:
-        store.add_experiment(EXPERIMENT, "{}")
+        # The experiment lists its methods in the paper's order: the tables follow it (base first).
+        methods = [{"name": name} for name in ("vanilla", "l2", "scaled_vanilla", "dtm")]
+        store.add_experiment(EXPERIMENT, json.dumps({"methods": methods}))
         for row, benchmarks in (rows or ACCURACY).items():
             for seed in SEEDS[row]:
                 key = f"{row}-seed{seed}"

@@ -166,3 +166,22 @@ def test_report_commands_do_not_import_heavy_modules() -> None:
 
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert re.search(r"\[\]", out), out
+
+
+def test_suites_declare_their_paper_columns() -> None:
+    """The paper layouts come from the registered suites' `paper_table`, not from names in the report."""
+    from harness import registry
+    from harness.report.table import Column, PaperTable, paper_layouts
+
+    class ToySuite:
+        paper_table = PaperTable("toy", "Toy table", (Column("toy_bench", "Toy", scale=100),), position=2)
+
+    registry.suites.register("toy_suite_for_test", ToySuite)
+    try:
+        layouts = paper_layouts()
+    finally:
+        registry.suites.unregister("toy_suite_for_test")
+    assert list(layouts) == ["knowledge", "toy", "instruction"]
+    assert layouts["toy"] == ("Toy table", (Column("toy_bench", "Toy", scale=100),))
+    assert [c.key for c in layouts["instruction"][1]] == ["mt_bench", "vicuna_bench"]
+    assert "toy" not in paper_layouts()

@@ -5,26 +5,23 @@ method (tests from `harness.stats.compare.cell_test`, corrected across the bench
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from harness.errors import UserError
 from harness.report.data_notes import gsm8k_note, partial_notes, partial_text
-from harness.report.table import LAYOUTS, Cell, Column, Row, Table, normalize
+from harness.report.table import Cell, Column, Row, Table, normalize, paper_layouts
 from harness.stats.compare import cell_test
 from harness.stats.corrections import adjust
 from harness.stats.joins import RunRef, UnscoredRun, primary_runs, unscored_runs
 from harness.store import ResultsStore
 
-# Rows in the paper's order; anything else follows alphabetically (variants after their method).
-ROW_ORDER = ("base", "vanilla", "l2", "ewc", "replay", "uniform_soup", "loramoe", "deita", "data_order_merge",
-             "scaled_vanilla", "dtm")
 BASE_ROW = "base"
-_TITLES = {"knowledge": "Knowledge and reasoning (Table 1 layout)",
-           "instruction": "Instruction following (Table 3 layout)", "other": "Other benchmarks", "custom": ""}
+_TITLES = {"other": "Other benchmarks", "custom": ""}  # the paper layouts' titles come from the suites
 _CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "none": "no"}
 
 
@@ -38,26 +35,48 @@ class TableOptions:
     show_std: bool = False
     exclude_from_ranking: Sequence[str] = (BASE_ROW,)
     title: str = ""
+    row_order: Mapping[str, int] = field(default_factory=dict)  # filled from the store's experiments
 
 
-def row_sort_key(name: str) -> tuple[int, str]:
+def experiment_row_order(store: ResultsStore, experiment: str | None) -> dict[str, int]:
+    """Row name -> position: the base model first, then the methods in the order the experiment (or,
+    with none given, each experiment in turn) lists them, so a table follows the paper's own order."""
+    order = {BASE_ROW: 0}
+    try:
+        configs = store.experiment_configs()
+    except (json.JSONDecodeError, TypeError):  # a hand-edited store: fall back to alphabetical rows
+        return order
+    for name, config in configs.items():
+        if experiment is not None and name != experiment:
+            continue
+        for entry in config.get("methods") or []:
+            row = entry if isinstance(entry, str) else (entry.get("label") or entry.get("name"))
+            if isinstance(row, str):
+                order.setdefault(row, len(order))
+    return order
+
+
+def row_sort_key(name: str, order: Mapping[str, int]) -> tuple[int, str]:
+    """Rows in `order` (variants "m[...]" and sweep sizes "m@f" with their method), the rest alphabetically."""
     stem = name.split("[", 1)[0]
-    return (ROW_ORDER.index(stem) if stem in ROW_ORDER else len(ROW_ORDER), name)
+    position = order.get(name, order.get(stem, order.get(stem.split("@", 1)[0], len(order))))
+    return (position, name)
 
 
-def _layout_plan(runs: list[RunRef], options: TableOptions) -> list[tuple[str, list[Column]]]:
+def _layout_plan(runs: list[RunRef], options: TableOptions) -> list[tuple[str, str, list[Column]]]:
+    """(layout, title, columns) per table: the suites' paper layouts, then any other benchmarks."""
     if options.columns:
-        return [("custom", list(options.columns))]
+        return [("custom", "", list(options.columns))]
     benchmarks = sorted({r.benchmark for r in runs})
     plan, claimed = [], set()
-    for layout in LAYOUTS:
-        present = [c for c in LAYOUTS[layout] if any(c.matches(b) for b in benchmarks)]
-        claimed |= {b for b in benchmarks if any(c.matches(b) for c in LAYOUTS[layout])}
+    for layout, (title, columns) in paper_layouts().items():
+        present = [c for c in columns if any(c.matches(b) for b in benchmarks)]
+        claimed |= {b for b in benchmarks if any(c.matches(b) for c in columns)}
         if present:
-            plan.append((layout, present))
+            plan.append((layout, title, present))
     others = [Column(b, b) for b in benchmarks if b not in claimed]
     if others:
-        plan.append(("other", others))
+        plan.append(("other", _TITLES["other"], others))
     return plan
 
 
@@ -78,14 +97,23 @@ def build_tables(store: ResultsStore, options: TableOptions | None = None) -> li
         plan = _layout_plan(runs, options)
         if not plan:
             raise UserError(f"{store.path}: none of the requested benchmarks has scores")
-        tables = [build_table(store, runs, columns, layout, options) for layout, columns in plan]
+        if not options.row_order:
+            order = experiment_row_order(store, options.experiment)
+            for run in sorted(runs, key=lambda r: r.eval_id):  # rows no experiment lists: first evaluated first
+                if row_sort_key(run.row, order)[0] == len(order):
+                    order[run.row] = len(order)
+            options = replace(options, row_order=order)
+        tables = [build_table(store, runs, columns, layout, replace(options, title=options.title or title))
+                  for layout, title, columns in plan]
         every_row = {row.name for table in tables for row in table.rows}
         scored = {r.benchmark for r in runs}
-        tables[-1].notes += unscored_notes(unscored_runs(store, experiment=options.experiment), every_row, scored)
+        tables[-1].notes += unscored_notes(unscored_runs(store, experiment=options.experiment), every_row, scored,
+                                           options.row_order)
         return tables
 
 
-def unscored_notes(unscored: list[UnscoredRun], every_row: set[str], scored: set[str]) -> list[str]:
+def unscored_notes(unscored: list[UnscoredRun], every_row: set[str], scored: set[str],
+                   row_order: Mapping[str, int]) -> list[str]:
     """Say why a benchmark that was evaluated has no cells (e.g. a judge whose every rating was
     unusable), instead of leaving it out without a word."""
     by_benchmark: dict[str, list[UnscoredRun]] = defaultdict(list)
@@ -93,7 +121,7 @@ def unscored_notes(unscored: list[UnscoredRun], every_row: set[str], scored: set
         by_benchmark[run.benchmark].append(run)
     notes = []
     for benchmark, runs in sorted(by_benchmark.items()):
-        rows = sorted({r.row for r in runs}, key=row_sort_key)
+        rows = sorted({r.row for r in runs}, key=lambda name: row_sort_key(name, row_order))
         which = "any row" if benchmark not in scored and set(rows) >= every_row else ", ".join(rows)
         why = ""
         if all(r.unusable is not None and r.judged for r in runs):
@@ -121,7 +149,7 @@ def build_table(store: ResultsStore, runs: list[RunRef], columns: list[Column], 
     scales = {c.key: _scale(c, [r.value for row in grouped.values() for r in row.get(c.key, {}).values()])
               for c in columns}
     rows = []
-    for name in sorted(grouped, key=row_sort_key):
+    for name in sorted(grouped, key=lambda row: row_sort_key(row, options.row_order)):
         by_column = grouped[name]
         seeds = sorted({s for runs_ in by_column.values() for s in runs_}, key=lambda s: (s is None, s or 0))
         cells = {}

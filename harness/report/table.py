@@ -39,23 +39,38 @@ def normalize(name: str) -> str:
     return re.sub(r"[^a-z0-9@]", "", name.lower())
 
 
-# The paper's Table 1 (knowledge) and Table 3 (instruction following) layouts, in its order.
-TABLE1_COLUMNS: tuple[Column, ...] = (
-    Column("gsm8k", "GSM8K", scale=100),
-    Column("mmlu", "MMLU", scale=100),
-    Column("bbh", "BBH", scale=100),
-    Column("arc_challenge", "ARC-c", scale=100, aliases=("arc_c", "arc-challenge")),
-    Column("openbookqa", "OBQA", scale=100, aliases=("obqa",)),
-    Column("race", "RACE", scale=100),
-    Column("humaneval", "HumanEval", scale=100),
-    Column("mbpp", "MBPP", scale=100),
-    Column("truthfulqa", "TruthfulQA", scale=100, aliases=("truthfulqa_mc1",)),
-)
-TABLE3_COLUMNS: tuple[Column, ...] = (
-    Column("mt_bench", "MT-bench", scale=1, aliases=("mt_bench_first_turn", "mtbench_turn1")),
-    Column("vicuna_bench", "Vicuna-bench", scale=1, aliases=("vicuna",)),
-)
-LAYOUTS: dict[str, tuple[Column, ...]] = {"knowledge": TABLE1_COLUMNS, "instruction": TABLE3_COLUMNS}
+@dataclass(frozen=True)
+class PaperTable:
+    """A suite's share of a paper table: its columns under a layout (suites naming one layout, e.g.
+    MT-bench and Vicuna-bench for "instruction", fill one table), in `position` order of the tables.
+    A suite declares it as its `paper_table` class attribute; the report reads it through the registry."""
+
+    layout: str
+    title: str
+    columns: tuple[Column, ...]
+    position: int = 100
+
+
+def paper_layouts() -> dict[str, tuple[str, tuple[Column, ...]]]:
+    """layout -> (title, columns) from every registered suite's `paper_table`, tables in position order,
+    columns in registry (name) order within a layout. A suite that cannot be loaded adds no columns."""
+    from harness import registry
+
+    declared: list[tuple[int, str, PaperTable]] = []
+    for name in registry.suites.names():
+        try:
+            suite = registry.suites.get(name)
+        except UserError:
+            continue  # `atax suites` says why; a table still shows the other suites' columns
+        tables = getattr(suite, "paper_table", None)
+        for table in (tables if isinstance(tables, list | tuple) else [tables]):
+            if isinstance(table, PaperTable):
+                declared.append((table.position, name, table))
+    layouts: dict[str, tuple[str, tuple[Column, ...]]] = {}
+    for _, _, table in sorted(declared, key=lambda d: (d[0], d[1])):
+        title, columns = layouts.get(table.layout, (table.title, ()))
+        layouts[table.layout] = (title, columns + table.columns)
+    return layouts
 
 
 @dataclass
@@ -126,7 +141,7 @@ def ranking(table: Table) -> dict[tuple[int, str], str]:
 def parse_columns(spec: str) -> list[Column]:
     """`--columns gsm8k=GSM8K,mmlu,mt_bench=MT-bench`: store benchmark names, optionally renamed."""
     columns = []
-    known = {normalize(c.key): c for layout in LAYOUTS.values() for c in layout}
+    known = {normalize(c.key): c for _, layout in paper_layouts().values() for c in layout}
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue

@@ -136,6 +136,11 @@ class ResultsStore:
             )
             return int(conn.execute("SELECT id FROM experiments WHERE name = ?", (name,)).fetchone()[0])
 
+    def experiment_configs(self) -> dict[str, dict[str, Any]]:
+        """name -> the config each experiment was last run with, in the order they were first added."""
+        rows = self._conn.execute("SELECT name, config_json FROM experiments ORDER BY id").fetchall()
+        return {name: _loads(config) for name, config in rows}
+
     def add_checkpoint(
         self, key: str, path: str | Path, kind: str, content_hash: str, provenance: dict[str, Any]
     ) -> None:

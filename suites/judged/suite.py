@@ -19,6 +19,7 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from harness.errors import UserError
 from harness.evaluate.protocols import BenchmarkResult, PluginOptions, SuiteContext
+from harness.report.table import Column, PaperTable
 from suites.judged.judge_client import JudgeClient, JudgeConfig, run_bounded
 from suites.judged.judge_prompts import JudgePrompt, load_judge_prompts, needs_reference, prompt_name
 from suites.judged.questions import (
@@ -97,11 +98,17 @@ class MTBenchOptions(JudgedOptions):
         "FastChat question.jsonl (or data/mt_bench/), or a hub dataset id with FastChat's columns."))
 
 
+# The paper's Table 3 (instruction following): MT-bench and Vicuna-bench share it.
+INSTRUCTION_TITLE = "Instruction following (Table 3 layout)"
+
+
 class MTBenchSuite:
     version: ClassVar[str] = "1"  # bump when its behaviour changes: part of the keys of its jobs
     description: ClassVar[str] = ("MT-bench (80 questions, first turn; second optional), single-answer grading by "
                                   "an LLM judge behind an OpenAI-compatible endpoint.")
     Options: ClassVar[type[MTBenchOptions]] = MTBenchOptions
+    paper_table: ClassVar[PaperTable] = PaperTable("instruction", INSTRUCTION_TITLE, (
+        Column("mt_bench", "MT-bench", scale=1, aliases=("mt_bench_first_turn", "mtbench_turn1")),), position=3)
 
     def prepare(self, options: MTBenchOptions, ctx: SuiteContext) -> JudgedPlan:
         return prepare_judged("mt_bench", options, ctx)
@@ -112,6 +119,8 @@ class VicunaBenchSuite:
     description: ClassVar[str] = ("Vicuna-bench (80 questions), single-answer grading by an LLM judge behind an "
                                   "OpenAI-compatible endpoint.")
     Options: ClassVar[type[JudgedOptions]] = JudgedOptions
+    paper_table: ClassVar[PaperTable] = PaperTable("instruction", INSTRUCTION_TITLE, (
+        Column("vicuna_bench", "Vicuna-bench", scale=1, aliases=("vicuna",)),), position=3)
 
     def prepare(self, options: JudgedOptions, ctx: SuiteContext) -> JudgedPlan:
         return prepare_judged("vicuna_bench", options, ctx)

@@ -19,6 +19,7 @@ from pydantic import Field, field_validator
 
 from harness.errors import UserError
 from harness.evaluate.protocols import BenchmarkResult, PluginOptions, SuiteContext
+from harness.report.table import Column, PaperTable
 from suites.knowledge.benchmarks import BENCHMARKS, DEFAULT_BENCHMARKS
 
 if TYPE_CHECKING:
@@ -73,6 +74,18 @@ class KnowledgeSuite:
     description: ClassVar[str] = ("The nine knowledge benchmarks of the paper (GSM8K, MMLU, BBH, ARC-C, OpenBookQA, "
                                   "RACE, TruthfulQA, HumanEval, MBPP) through lm-evaluation-harness.")
     Options: ClassVar[type[KnowledgeOptions]] = KnowledgeOptions
+    # The paper's Table 1 columns, in its order (the report reads this through the registry).
+    paper_table: ClassVar[PaperTable] = PaperTable("knowledge", "Knowledge and reasoning (Table 1 layout)", (
+        Column("gsm8k", "GSM8K", scale=100),
+        Column("mmlu", "MMLU", scale=100),
+        Column("bbh", "BBH", scale=100),
+        Column("arc_challenge", "ARC-c", scale=100, aliases=("arc_c", "arc-challenge")),
+        Column("openbookqa", "OBQA", scale=100, aliases=("obqa",)),
+        Column("race", "RACE", scale=100),
+        Column("humaneval", "HumanEval", scale=100),
+        Column("mbpp", "MBPP", scale=100),
+        Column("truthfulqa", "TruthfulQA", scale=100, aliases=("truthfulqa_mc1",)),
+    ), position=1)
 
     def prepare(self, options: KnowledgeOptions, ctx: SuiteContext) -> KnowledgePlan:
         benchmarks = [BENCHMARKS[name] for name in options.benchmarks]
