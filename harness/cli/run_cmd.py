@@ -118,8 +118,10 @@ def _run_jobs(experiment, experiment_file: Path, results_dir: Path, executor: st
         return run_graph(experiment, experiment_file.resolve(), results_dir, runner, selected, keep_going,
                          display.on_event, redo)
     finally:
-        runner.close()
+        # The display first: closing the runner may wait on a job process, and after Ctrl-C the
+        # terminal must be restored (cursor shown) even when the interrupt watchdog ends that wait.
         display.close()
+        runner.close()
 
 
 def _print_report(experiment, results_dir: Path, graph) -> None:
