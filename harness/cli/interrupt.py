@@ -61,6 +61,8 @@ def report(signum: int) -> None:
         _state["reported"] = True
     name = signal.Signals(signum).name
     with contextlib.suppress(OSError, ValueError):
+        if sys.stderr.isatty():  # a progress bar cut short leaves the cursor hidden: show it again
+            sys.stderr.write("\x1b[?25h")
         sys.stderr.write(f"interrupted ({name}): stopped; finished work is kept, the same command resumes\n")
         sys.stderr.flush()
 
