@@ -174,3 +174,16 @@ def test_the_same_programs_with_a_correct_solution_pass() -> None:
     results = run_programs(codes, workers=2, timeout_s=2.0)
     assert {name: r.status for name, r in zip(names, results, strict=True)} == dict.fromkeys(names, "passed"), \
         [r.stderr[-300:] for r in results]
+
+
+def test_a_completion_that_swallows_the_tests_as_text_fails() -> None:
+    """Appended as text, tests can be turned into data by a completion that opens a string they close."""
+    from suites.knowledge.code_metric import code_execution_scope, pass_at_k, tests_intact
+
+    tests = 'assert add(2, 3) == 5  # """\n'
+    swallowing = WRONG + 'notes = """'  # the whole assert becomes the string's text: exits 0 if run
+    assert run_programs([f"{swallowing}\n{tests}"])[0].passed  # run, it would pass: the attack is real
+    assert not tests_intact(swallowing, tests)
+    assert tests_intact(WRONG, tests) and tests_intact("def add(a, b):\n    return a + b", TESTS)
+    with code_execution_scope():
+        assert pass_at_k([tests, tests], [swallowing, WRONG.replace("a - b", "a + b")]) == {"pass@1": 0.5}

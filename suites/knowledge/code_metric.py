@@ -9,10 +9,12 @@ Model-written code runs only inside `code_execution_scope()`, which the knowledg
 one evaluation whose user passed --allow-code-execution and leaves afterwards; outside it these
 functions refuse. (Not HF_ALLOW_CODE_EVAL: an environment variable set for one eval would stay set for
 every later one in the process.) The scope also fixes the sandbox level, stored with the scores.
+A completion that would swallow the tests appended to it as text fails without running (`tests_intact`).
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import logging
@@ -132,20 +134,44 @@ def _run(references: list[str], candidates: list[list[str]]) -> list[int]:
     if not code_execution_allowed():
         raise UserError("refusing to run model-written code: pass --allow-code-execution to run the code "
                         "benchmarks in the sandbox")
-    programs, owners = [], []
+    programs, owners, swallowed = [], [], set()
     for index, (reference, cands) in enumerate(zip(references, candidates, strict=True)):
         for candidate in cands:
+            if not tests_intact(candidate, reference):
+                swallowed.add(len(programs))
             programs.append(f"{candidate}\n{reference}")
             owners.append(index)
+    to_run = [i for i in range(len(programs)) if i not in swallowed]
+    results = dict(zip(to_run, run_programs([programs[i] for i in to_run], timeout_s=CODE_TIMEOUT_S,
+                                            level=_granted[-1]), strict=True))
     passed = [0] * len(references)
-    results = run_programs(programs, timeout_s=CODE_TIMEOUT_S, level=_granted[-1])
-    for program, owner, result in zip(programs, owners, results, strict=True):
-        EXECUTIONS[program_key(program)] = result.status
-        if result.status == "error":
+    for i, (program, owner) in enumerate(zip(programs, owners, strict=True)):
+        status = results[i].status if i in results else "failed"
+        EXECUTIONS[program_key(program)] = status
+        if status == "error":
             # The sandbox failed before the program started: not the model's fault, so say so.
-            logger.warning("sandbox error (counted as a failure): %s", result.stderr.strip()[-300:])
-        passed[owner] += result.passed
+            logger.warning("sandbox error (counted as a failure): %s", results[i].stderr.strip()[-300:])
+        passed[owner] += status == "passed"
+    if swallowed:
+        logger.info("%d completion(s) failed without running: the tests after them no longer parse as "
+                    "their own statements", len(swallowed))
     return passed
+
+
+def tests_intact(candidate: str, tests: str) -> bool:
+    """Whether `tests`, appended to `candidate` as text (as code_eval does), are still the program's last
+    top-level statements, unchanged.
+
+    A completion crafted against the test text could otherwise swallow the tests: open a string that
+    a quote in the tests closes, so that the asserts become data and the program exits 0.
+    """
+    try:
+        expected = ast.parse(tests).body
+        body = ast.parse(f"{candidate}\n{tests}").body
+    except (SyntaxError, ValueError):
+        return True  # nothing to compare: the program fails (or passes) on its own when run
+    tail = body[len(body) - len(expected):] if len(body) >= len(expected) else None
+    return tail is not None and [ast.dump(a) for a in tail] == [ast.dump(b) for b in expected]
 
 
 def _estimate(n: int, c: int, k: int) -> float:
