@@ -32,3 +32,18 @@ def test_partial_cells_are_marked_and_gsm8k_notes_flexible_extract(tmp_path: Pat
     note = next(line for line in lines if line.startswith("GSM8K is lm-eval's strict-match"))
     assert note.endswith("flexible-extract (the last number): vanilla 100.00, dtm 100.00.")
     assert "partial" in render(table, "csv").splitlines()[2]
+
+
+def test_judged_columns_say_how_ratings_were_read(tmp_path: Path) -> None:
+    with ResultsStore.open(tmp_path) as store:
+        store.add_experiment("exp", "{}")
+        for method, mode in (("vanilla", "final"), ("dtm", "fastchat")):
+            store.add_checkpoint(method, method, "model", f"hash-{method}", {})
+            meta = {"primary_metric": "score", "rating": mode,
+                    "data": {"completeness": {"status": "complete", "text": "complete (80 questions)"}}}
+            store.record_evals([(EvalRun(method, "mt_bench", "mt_bench", "exp", method, 0, meta),
+                                 [Score("score", 7.0, None, 1)], [ItemRecord("81/turn1", "h", "a", None, 7.0)])])
+        markdown = render(build_tables(store)[0], "md")
+    assert "MT-bench: ratings read as the judge's final verdict for vanilla; FastChat's show_result parsing " \
+           "(rating=fastchat) for dtm." in markdown.splitlines()
+    assert "†" not in markdown

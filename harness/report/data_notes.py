@@ -1,7 +1,8 @@
 """What a table says about the data behind its numbers: cells scored on less than the official
 release are marked (†) with a footnote naming the copy (`complete` / `partial (n of N)` is stored
-with every eval run's scores, `run_meta["data"]["completeness"]`), and GSM8K's strict-match primary
-gets its caveat and flexible-extract numbers beside it.
+with every eval run's scores, `run_meta["data"]["completeness"]`), GSM8K's strict-match primary
+gets its caveat and flexible-extract numbers beside it, and judged benchmarks say how their judges'
+ratings were read (`run_meta["rating"]`: the final verdict, or FastChat's parsing).
 """
 
 from __future__ import annotations
@@ -12,6 +13,30 @@ from typing import Any
 from harness.report.table import PARTIAL_MARK, Table
 
 GSM8K_FLEXIBLE = "exact_match,flexible-extract"
+
+
+def data_notes(store: Any, table: Table) -> list[str]:
+    """Every note of this module for `table` (its cells already carry `partial`)."""
+    return partial_notes(table) + [n for n in [gsm8k_note(store, table)] if n] + rating_notes(table)
+
+
+def rating_notes(table: Table) -> list[str]:
+    """'MT-bench: ratings read as fastchat (FastChat's show_result parsing) for dtm' per judged column."""
+    notes = []
+    for column in table.columns:
+        modes: dict[str, list[str]] = {}
+        for row in table.rows:
+            for run in (row.provenance.get("runs") or {}).get(column.key) or []:
+                mode = (getattr(run, "run_meta", None) or {}).get("rating")
+                if mode and row.name not in modes.setdefault(mode, []):
+                    modes[mode].append(row.name)
+        if modes:
+            said = "; ".join(f"{_RATING_WORDS.get(mode, mode)} for {', '.join(rows)}" for mode, rows in modes.items())
+            notes.append(f"{column.label}: ratings read as {said}.")
+    return notes
+
+
+_RATING_WORDS = {"final": "the judge's final verdict", "fastchat": "FastChat's show_result parsing (rating=fastchat)"}
 
 
 def partial_text(runs: Iterable[Any]) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from harness.errors import UserError
-from harness.report.data_notes import gsm8k_note, partial_notes, partial_text
+from harness.report.data_notes import data_notes, partial_text
 from harness.report.table import Cell, Column, Row, Table, normalize, paper_layouts
 from harness.stats.compare import cell_test
 from harness.stats.corrections import adjust
@@ -164,7 +164,7 @@ def build_table(store: ResultsStore, runs: list[RunRef], columns: list[Column], 
     columns = [replace(c, scale=scales[c.key]) for c in columns]
     table = Table(columns, rows, title=options.title or _TITLES.get(layout, ""), notes=notes,
                   show_std=options.show_std, layout=layout)
-    table.notes += partial_notes(table) + [n for n in [gsm8k_note(store, table)] if n]
+    table.notes += data_notes(store, table)
     if options.reference_method:
         mark_significance(store, table, options.reference_method, options.correction, options.alpha)
     return table
