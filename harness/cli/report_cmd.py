@@ -32,6 +32,10 @@ def report(
         raise UserError(f"--correction: unknown {correction!r}; choose one of: {', '.join(CORRECTIONS)}")
     if not (results / RESULTS_DB_NAME).is_file():
         raise UserError(f"--results: no {RESULTS_DB_NAME} in {results}; give the experiment's results directory")
+    from harness.store.health import integrity_warning
+
+    if (warning := integrity_warning(results)) is not None:
+        typer.echo(warning, err=True)
     sweep = None
     if sweep_config is not None:
         from harness.config import load_experiment

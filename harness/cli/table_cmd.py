@@ -94,6 +94,10 @@ def _store_tables(results: Path, columns: str | None, experiment: str | None, re
         raise UserError(f"--correction: unknown {correction!r}; choose one of: {', '.join(CORRECTIONS)}")
     if not (results / RESULTS_DB_NAME).is_file():
         raise UserError(f"--results: no {RESULTS_DB_NAME} in {results}; give the experiment's results directory")
+    from harness.store.health import integrity_warning
+
+    if (warning := integrity_warning(results)) is not None:
+        typer.echo(warning, err=True)
     options = TableOptions(columns=parse_columns(columns) if columns else None, experiment=experiment,
                            reference_method=reference_method, correction=correction, alpha=alpha, show_std=std,
                            exclude_from_ranking=(BASE_ROW, *exclude))
