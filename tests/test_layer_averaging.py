@@ -204,11 +204,17 @@ def test_budget_keeps_the_uniform_vectors():
     assert len(vectors) == 20 and all((a, a, a) in vectors for a in (0, 0.25, 0.5, 0.75, 1.0))
     assert vectors == candidate_vectors([0, 0.25, 0.5, 0.75, 1.0], 3, budget=20, seed=0)
     assert len(candidate_vectors([0, 1], 3, budget=None, seed=0)) == 8
+    # 32 blocks of 5 values: 5^32 vectors, sampled without being listed
+    large = candidate_vectors([0, 0.25, 0.5, 0.75, 1.0], 32, budget=300, seed=0)
+    assert len(large) == len(set(large)) == 300 and (0.5,) * 32 in large
 
 
 def test_bad_options_are_one_line_errors(tmp_path):
     path = write_experiment(tmp_path, 0.0, alpha_grid=[0.0, 1.5])
     with pytest.raises(UserError, match=r"options.alpha_grid: every alpha must be in \[0, 1\]"):
+        load_experiment(path)
+    path = write_experiment(tmp_path, 0.0, blocks=32, budget=None)
+    with pytest.raises(UserError, match=r"budget: the grid has 1,853,020,188,851,841 α vectors"):
         load_experiment(path)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from baselines.ewc import DEFAULT_CORPUS
 from baselines.layer_averaging.blocks import alpha_label, plan_blocks, write_block_scaled
@@ -23,14 +23,16 @@ from harness.errors import UserError
 from harness.method import CombineContext, MethodOptions, PlanContext, PluginRef, RunSpec
 
 HOLDOUT_TRANSFORM = "layer_averaging_holdout"
+MAX_BLOCKS = 256
+MAX_CANDIDATES = 4096  # α vectors scored: each is a pass over both proxies
 
 
 class LayerAveragingOptions(MethodOptions):
-    blocks: int = Field(3, ge=1, description="Contiguous blocks of adapted layers, one α each (lower/middle/upper); "
+    blocks: int = Field(3, ge=1, le=MAX_BLOCKS, description="Contiguous blocks of adapted layers, one α each (lower/middle/upper); "
                                              "at most one block per layer.")
     alpha_grid: list[float] = Field([0.0, 0.25, 0.5, 0.75, 1.0], min_length=2,
                                     description="Values each block's α takes in the search, in [0, 1].")
-    budget: int | None = Field(64, ge=1, description="Most α vectors evaluated: the uniform ones plus a seeded "
+    budget: int | None = Field(64, ge=1, le=MAX_CANDIDATES, description="Most α vectors evaluated: the uniform ones plus a seeded "
                                                      "sample of the grid (None: the whole grid).")
     selection: Literal["pareto", "knee"] = Field(
         "pareto", description="pareto: up to max_points points spread along the searched front; knee: the front "
@@ -41,12 +43,12 @@ class LayerAveragingOptions(MethodOptions):
     validation: Literal["auto"] | DataConfig = Field(
         "auto", description="Held-out instruction data: auto (the experiment's validation split, else records held "
                             "out of the planned vanilla run), or a data source vanilla did not train on.")
-    validation_records: int = Field(128, ge=1, description="Held-out instruction records the search uses "
+    validation_records: int = Field(128, ge=1, le=100_000, description="Held-out instruction records the search uses "
                                                            "(self-drawn: at most a fifth of the data).")
     corpus: str = Field(DEFAULT_CORPUS, description="Pre-training text for the knowledge proxy: hub id, local "
                                                     "file or builtin:toy-corpus.")
-    corpus_docs: int = Field(128, ge=1, description="Documents of the corpus the knowledge proxy reads.")
-    corpus_seq_len: int = Field(512, ge=8, description="Tokens per corpus document (longer ones are cut).")
+    corpus_docs: int = Field(128, ge=1, le=100_000, description="Documents of the corpus the knowledge proxy reads.")
+    corpus_seq_len: int = Field(512, ge=8, le=131_072, description="Tokens per corpus document (longer ones are cut).")
 
     @field_validator("alpha_grid")
     @classmethod
@@ -56,6 +58,14 @@ class LayerAveragingOptions(MethodOptions):
         if len(set(grid)) != len(grid):
             raise ValueError(f"alphas must be distinct (got {grid})")
         return grid
+
+    @model_validator(mode="after")
+    def _searchable(self) -> LayerAveragingOptions:
+        size = len(set(self.alpha_grid)) ** self.blocks
+        if self.budget is None and size > MAX_CANDIDATES:
+            raise ValueError(f"budget: the grid has {size:,} α vectors ({len(set(self.alpha_grid))} values ^ "
+                             f"{self.blocks} blocks); set a budget of at most {MAX_CANDIDATES}")
+        return self
 
 
 class LayerAveraging:

@@ -37,15 +37,25 @@ class Candidate:
 
 def candidate_vectors(grid: Sequence[float], n_blocks: int, budget: int | None, seed: int) -> list[tuple[float, ...]]:
     """Every α vector of the grid, or, when there are more than `budget`, the uniform vectors (the
-    scaled_vanilla line, so the search's front is never worse than it) plus a seeded sample of the rest."""
+    scaled_vanilla line, so the search's front is never worse than it) plus a seeded sample of the rest,
+    drawn without listing a grid that may be astronomically large; in grid order."""
     values = sorted(set(grid))
-    every = list(itertools.product(values, repeat=n_blocks))
-    if budget is None or len(every) <= budget:
-        return every
-    uniform = [v for v in every if len(set(v)) == 1]
-    rest = [v for v in every if len(set(v)) > 1]
-    sampled = set(random.Random(f"layer_averaging-search:{seed}").sample(rest, max(0, budget - len(uniform))))
-    return [v for v in every if v in sampled or len(set(v)) == 1]
+    total = len(values) ** n_blocks
+    if budget is None or total <= budget:
+        return list(itertools.product(values, repeat=n_blocks))
+    uniform = {(v,) * n_blocks for v in values}
+    wanted = max(0, budget - len(uniform))
+    rng = random.Random(f"layer_averaging-search:{seed}")
+    if total <= 4 * budget + len(uniform):  # a small grid: sample from the listed rest
+        rest = [v for v in itertools.product(values, repeat=n_blocks) if v not in uniform]
+        chosen = set(rng.sample(rest, wanted))
+    else:  # a large grid: draws rarely collide, so draw until enough distinct ones
+        chosen = set()
+        while len(chosen) < wanted:
+            vector = tuple(rng.choice(values) for _ in range(n_blocks))
+            if vector not in uniform:
+                chosen.add(vector)
+    return sorted(uniform | chosen)
 
 
 def dominates(a: Candidate, b: Candidate) -> bool:
