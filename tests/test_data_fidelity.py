@@ -204,6 +204,7 @@ def test_scores_store_completeness_and_mbpp_setup_code_variant(tmp_path: Path) -
     assert meta["mbpp_setup"]["data"]["completeness"]["text"] == "partial (4 of 500 problems)"
     assert "test_setup_code" in meta["mbpp"]["protocol"] and "mbpp_setup" in meta["mbpp"]["protocol"]
     assert "lower case scores 0" in meta["gsm8k"]["protocol"]
+    assert meta["gsm8k"]["table_note"]["metric"] == "exact_match,flexible-extract"
 
 
 def test_race_middle_is_its_own_lm_eval_task(tmp_path: Path) -> None:

@@ -12,7 +12,10 @@ from harness.store import EvalRun, ItemRecord, ResultsStore, Score
 
 def _record(store: ResultsStore, method: str, completeness: dict, strict: float, flexible: float) -> None:
     store.add_checkpoint(method, method, "model", f"hash-{method}", {})
-    meta = {"primary_metric": "exact_match,strict-match", "data": {"completeness": completeness}}
+    from suites.knowledge.benchmarks import BENCHMARKS
+
+    meta = {"primary_metric": "exact_match,strict-match", "data": {"completeness": completeness},
+            "table_note": BENCHMARKS["gsm8k"].table_note}  # as the knowledge suite stores it
     scores = [Score("exact_match,strict-match", strict, None, 2), Score("exact_match,flexible-extract", flexible, None, 2)]
     items = [ItemRecord(f"{i}", f"h{i}", "p", "t", float(i < strict * 2)) for i in range(2)]
     store.record_evals([(EvalRun(method, "knowledge", "gsm8k", "exp", method, 0, meta), scores, items)])
@@ -29,8 +32,8 @@ def test_partial_cells_are_marked_and_gsm8k_notes_flexible_extract(tmp_path: Pat
     assert next(line for line in lines if line.startswith("| dtm ")).count("†") == 1
     assert "†" not in next(line for line in lines if line.startswith("| vanilla "))
     assert "† GSM8K not on the complete benchmark, partial (50 of 1319 questions): dtm" in lines
-    note = next(line for line in lines if line.startswith("GSM8K is lm-eval's strict-match"))
-    assert note.endswith("flexible-extract (the last number): vanilla 100.00, dtm 100.00.")
+    note = next(line for line in lines if line.startswith("GSM8K: strict-match, lm-eval's primary, only accepts"))
+    assert note.endswith("scores 0); flexible-extract (the last number): vanilla 100.00, dtm 100.00.")
     assert "partial" in render(table, "csv").splitlines()[2]
 
 

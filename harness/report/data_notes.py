@@ -1,8 +1,9 @@
 """What a table says about the data behind its numbers: cells scored on less than the official
 release are marked (†) with a footnote naming the copy (`complete` / `partial (n of N)` is stored
-with every eval run's scores, `run_meta["data"]["completeness"]`), GSM8K's strict-match primary
-gets its caveat and flexible-extract numbers beside it, and judged benchmarks say how their judges'
-ratings were read (`run_meta["rating"]`: the final verdict, or FastChat's parsing).
+with every eval run's scores, `run_meta["data"]["completeness"]`), a suite's caveat for a column
+is printed with the metric it names beside the primary (GSM8K: strict-match, flexible-extract),
+and judged benchmarks say how their judges' ratings were read (`run_meta["rating"]`: the final
+verdict, or FastChat's parsing).
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from typing import Any
 
 from harness.report.table import PARTIAL_MARK, Table
 
-GSM8K_FLEXIBLE = "exact_match,flexible-extract"
-
 
 def data_notes(store: Any, table: Table) -> list[str]:
     """Every note of this module for `table` (its cells already carry `partial`)."""
-    return partial_notes(table) + [n for n in [gsm8k_note(store, table)] if n] + rating_notes(table)
+    return partial_notes(table) + beside_notes(store, table) + rating_notes(table)
 
 
 def rating_notes(table: Table) -> list[str]:
@@ -60,19 +59,21 @@ def partial_notes(table: Table) -> list[str]:
             for (label, text), rows in grouped.items()]
 
 
-def gsm8k_note(store: Any, table: Table) -> str | None:
-    """GSM8K's caveat and flexible-extract per row (same runs as the cells), when the table shows GSM8K."""
-    column = next((c for c in table.columns if c.matches("gsm8k")), None)
-    if column is None:
-        return None
-    shown = []
-    for row in table.rows:
-        runs = (row.provenance.get("runs") or {}).get(column.key) or []
-        values = [s.value for run in runs for s in store.scores(eval_id=run.eval_id, metric=GSM8K_FLEXIBLE)]
-        if values:
-            scale = column.scale or 1.0
-            shown.append(f"{row.name} {sum(values) / len(values) * scale:.{column.decimals}f}")
-    if not shown:
-        return None
-    return (f"{column.label} is lm-eval's strict-match (only 'The answer is N.' counts: a correct chain ending "
-            f"'so the answer is 18.' scores 0); flexible-extract (the last number): {', '.join(shown)}.")
+def beside_notes(store: Any, table: Table) -> list[str]:
+    """A suite's caveat for a column (`run_meta["table_note"]`: text, and a stored metric to show beside
+    the primary, e.g. GSM8K's flexible-extract under its strict-match), with that metric per row."""
+    notes = []
+    for column in table.columns:
+        runs_of = {row.name: (row.provenance.get("runs") or {}).get(column.key) or [] for row in table.rows}
+        note = next((run.run_meta["table_note"] for runs in runs_of.values() for run in runs
+                     if isinstance((getattr(run, "run_meta", None) or {}).get("table_note"), dict)), None)
+        if note is None:
+            continue
+        shown = []
+        for name, runs in runs_of.items():
+            values = [s.value for run in runs for s in store.scores(eval_id=run.eval_id, metric=note["metric"])]
+            if values:
+                shown.append(f"{name} {sum(values) / len(values) * (column.scale or 1.0):.{column.decimals}f}")
+        beside = f"; {note.get('label', note['metric'])}: {', '.join(shown)}" if shown else ""
+        notes.append(f"{column.label}: {note['text']}{beside}.")
+    return notes

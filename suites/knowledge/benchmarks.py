@@ -98,6 +98,8 @@ class Benchmark:
     overlay: str | None = None
     note: str = ""
     hub_config: str | None = None  # replaces the stock config's dataset_name when read from the hub
+    # A caveat tables print under the benchmark's column, with another stored metric shown beside the primary.
+    table_note: dict[str, str] | None = None
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -106,7 +108,10 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               note="8-shot chain of thought, greedy, the fixed exemplars of Wei et al.; both of lm-eval's "
                    "filters are stored: strict-match is primary and only accepts 'The answer is N.' as the "
                    "exemplars write it (a correct chain ending 'so the answer is 18.' in lower case scores 0); "
-                   "flexible-extract (the last number) is reported beside it."),
+                   "flexible-extract (the last number) is reported beside it.",
+              table_note={"text": "strict-match, lm-eval's primary, only accepts 'The answer is N.' (a correct "
+                                  "chain ending 'so the answer is 18.' scores 0)",
+                          "metric": "exact_match,flexible-extract", "label": "flexible-extract (the last number)"}),
     Benchmark("mmlu", "mmlu", "mmlu/default/_mmlu.yaml", "mmlu", 5, "acc", "multiple_choice",
               subtask_stock="mmlu/default/mmlu_{}.yaml", subtask_task="mmlu_{}",
               note="5-shot from each subject's dev split; the score is the mean over all questions "

@@ -205,7 +205,8 @@ class KnowledgePlan:
         out = []
         for source in self.sources:
             bench = source.benchmark
-            meta = {**shared, "data": self.data_meta[bench.name], "protocol": bench.note}
+            meta = {**shared, "data": self.data_meta[bench.name], "protocol": bench.note,
+                    **({"table_note": bench.table_note} if bench.table_note else {})}
             result = benchmark_result(results, BenchmarkTasks(bench.name, bench.task, source.subtask_names(),
                                                               bench.primary), meta)
             out.append(_with_executions(result, sandbox_level) if bench.code else result)
