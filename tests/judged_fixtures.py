@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from harness.evaluate.local_judge import served
+from serve_process import served
+
 from suites.judged.toy_questions import QUESTIONS, REFERENCES, VICUNA, VICUNA_REFERENCES, write_bench  # noqa: F401
 
 # Loopback traffic must never go through a proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-from harness.evaluate.local_judge import free_port  # noqa: E402,F401
+from serve_process import free_port  # noqa: E402,F401
 
 
 class ScriptedJudge:

@@ -467,7 +467,7 @@ def test_dataframes_and_csv_export(store: ResultsStore, tmp_path: Path) -> None:
     scores = store.to_dataframe("scores")
     assert list(scores.columns) == ["eval_id", "metric", "value", "stderr", "n", "meta"]
     assert scores["metric"].tolist() == ["acc", "acc_norm"]
-    frame = store.scores_frame()
+    frame = store.to_dataframe("score_view")
     assert list(frame.columns) == [
         "eval_id",
         "experiment",

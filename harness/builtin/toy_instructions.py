@@ -139,11 +139,6 @@ _FAMILIES: dict[str, Callable[[random.Random], dict]] = {
 }
 
 
-def toy_task_families() -> list[str]:
-    """Names of the task families `generate_toy_instructions` mixes."""
-    return list(_FAMILIES)
-
-
 def generate_toy_instructions(n: int = 600, seed: int = 0) -> list[dict]:
     """`n` Alpaca records {"instruction", "input", "output"}, a deterministic mix of all task families."""
     rng = random.Random(seed)

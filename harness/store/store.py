@@ -340,10 +340,6 @@ class ResultsStore:
         """A table or view (see `harness.store.export.EXPORTED`) as a pandas DataFrame; JSON stays text."""
         return export.to_dataframe(self._conn, table)
 
-    def scores_frame(self) -> pd.DataFrame:
-        """Every score with its eval run's context, one row per score: the input of tables and tests."""
-        return export.to_dataframe(self._conn, "score_view")
-
     def export_csv(self, directory: Path | str) -> list[Path]:
         """Write `<name>.csv` for every table and view from one snapshot; each file is replaced atomically."""
         return export.export_csv(self._conn, Path(directory))
