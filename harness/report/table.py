@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from harness import registry
 from harness.errors import UserError
 
 MISSING = "–"  # en dash, as in the paper's tables
@@ -54,8 +55,6 @@ class PaperTable:
 def paper_layouts() -> dict[str, tuple[str, tuple[Column, ...]]]:
     """layout -> (title, columns) from every registered suite's `paper_table`, tables in position order,
     columns in registry (name) order within a layout. A suite that cannot be loaded adds no columns."""
-    from harness import registry
-
     declared: list[tuple[int, str, PaperTable]] = []
     for name in registry.suites.names():
         try:
