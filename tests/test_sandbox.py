@@ -15,7 +15,10 @@ import os
 import resource
 import socket
 import stat
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,6 +242,36 @@ def test_no_process_is_left_after_a_timeout(level: str) -> None:
     else:
         assert not Path(f"/proc/{int(result.stdout)}").exists()
     assert children_of(os.getpid()) == []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie has ended; some containers' init never reaps it
+
+
+def _wait_for(condition: Callable[[], object], what: str, limit_s: float = 60.0) -> object:
+    deadline = time.monotonic() + limit_s  # a generous bound on waiting, not a speed requirement
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+    return found
+
+
+def test_the_program_dies_with_the_harness(tmp_path: Path) -> None:
+    require_level("os")
+    script = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1])!r})\n"
+              "from harness.sandbox import run_program\nrun_program('import time\\ntime.sleep(600)', level='os')")
+    harness = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        waiter = _wait_for(lambda: children_of(harness.pid), "the sandbox to start")[0]
+        program = _wait_for(lambda: children_of(waiter), "the program to start")[0]
+    finally:
+        harness.kill()  # SIGKILL: the harness gets no chance to clean up
+        harness.wait()
+    _wait_for(lambda: not _alive(waiter) and not _alive(program), "the sandbox to die with its harness")
 
 
 def test_honest_file_work_inside_the_sandbox_is_allowed(monkeypatch: pytest.MonkeyPatch, level: str) -> None:
