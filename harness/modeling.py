@@ -1,4 +1,4 @@
-"""Load a base model and tokenizer from a built-in, a local directory or the hub (one place)."""
+"""Load a base model and tokenizer from a built-in, a local directory, a GGUF file or the hub (one place)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,31 @@ from pathlib import Path
 from typing import Any
 
 from harness.builtin import is_builtin, resolve_builtin
+from harness.builtin.gguf import gguf_dir, gguf_facts, is_gguf_ref
 from harness.errors import UserError
 
 
 def resolve_model_ref(ref: str) -> str:
-    """A path or hub id that `from_pretrained` understands (built-ins are built on first use)."""
-    return str(resolve_builtin(ref)) if is_builtin(ref) else ref
+    """A path or hub id that `from_pretrained` understands.
+
+    Built-ins are built on first use; a `.gguf` file is dequantised once into an HF directory in the cache.
+    """
+    if is_builtin(ref):
+        return str(resolve_builtin(ref))
+    if is_gguf_ref(ref):
+        return str(gguf_dir(Path(ref)))
+    return ref
+
+
+def model_source_facts(ref: str) -> dict[str, Any]:
+    """Provenance of a model that atax converted: {"gguf": {file, sha256, quantization, ...}}, else {}.
+
+    Goes into the `base_model` record of checkpoint manifests, beside the id as configured.
+    """
+    if not (is_builtin(ref) or is_gguf_ref(ref)):
+        return {}
+    facts = gguf_facts(Path(resolve_model_ref(ref)))
+    return {"gguf": facts} if facts else {}
 
 
 def resolve_model_dir(ref: str, revision: str | None = None) -> Path:

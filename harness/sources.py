@@ -15,7 +15,7 @@ from harness.builtin import BUILTIN_PREFIX
 
 # A hub id is `name` or `org/name`: never two slashes, never a leading dot or slash.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[A-Za-z0-9][\w.\-]*)?$")
-_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".txt", ".csv", ".gz")
+_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".txt", ".csv", ".gz", ".gguf")
 
 
 @dataclass(frozen=True)

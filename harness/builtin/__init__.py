@@ -1,4 +1,4 @@
-"""Resolve `builtin:<name>` references (the tiny model, toy data) to files built locally on first use.
+"""Resolve `builtin:<name>` references (the tiny model, toy data, SmolLM2) to files built locally on first use.
 
 Import-cheap on purpose: the CLI imports this for --help, so torch and transformers load only on a build.
 """
@@ -48,6 +48,20 @@ _BUILTINS: dict[str, tuple[str, Callable[[Path], None]]] = {
 }
 
 
+def _smollm2_dir(cache: Path) -> Path:
+    from harness.builtin.gguf import gguf_dir
+    from harness.builtin.smollm2 import smollm2_gguf_path
+
+    return gguf_dir(smollm2_gguf_path(), cache)
+
+
+# Real models shipped as GGUF files by installed packages: dequantised into the cache keyed by the
+# file's sha256 (harness/builtin/gguf.py), so their cache name is not known before the file is found.
+_GGUF_BUILTINS: dict[str, Callable[[Path], Path]] = {
+    "smollm2-135m-instruct": _smollm2_dir,
+}
+
+
 def is_builtin(ref: object) -> bool:
     """True for any `builtin:...` string, known or not (resolving an unknown one raises)."""
     return isinstance(ref, str) and ref.startswith(BUILTIN_PREFIX)
@@ -55,7 +69,7 @@ def is_builtin(ref: object) -> bool:
 
 def builtin_names() -> list[str]:
     """Every known reference, e.g. `builtin:tiny-llama`."""
-    return [BUILTIN_PREFIX + name for name in _BUILTINS]
+    return [BUILTIN_PREFIX + name for name in (*_BUILTINS, *_GGUF_BUILTINS)]
 
 
 def resolve_builtin(ref: str, cache: Path | None = None) -> Path:
@@ -65,10 +79,13 @@ def resolve_builtin(ref: str, cache: Path | None = None) -> Path:
     rename, so an existing path is always a complete one.
     """
     name = ref[len(BUILTIN_PREFIX) :] if is_builtin(ref) else None
+    root = Path(cache) if cache is not None else cache_dir()
+    if name in _GGUF_BUILTINS:
+        return _GGUF_BUILTINS[name](root)
     if name not in _BUILTINS:
         raise UserError(f"unknown built-in '{ref}'; known: {', '.join(builtin_names())}")
     filename, build = _BUILTINS[name]
-    final = (Path(cache) if cache is not None else cache_dir()) / "builtin" / filename
+    final = root / "builtin" / filename
     if not final.exists():
         final.parent.mkdir(parents=True, exist_ok=True)
         build(final)

@@ -53,6 +53,10 @@ def check_model_ref(ref: str, base_dir: Path, loc: Loc) -> None:
         _check_builtin(ref, loc)
     elif source.kind == "local":
         assert source.path is not None
+        if source.path.suffix.lower() == ".gguf":  # a GGUF model file, dequantised on first use
+            if not source.path.is_file():
+                raise ConfigError(loc, f"GGUF file '{source.path}' not found; give an existing .gguf model file")
+            return
         if not source.path.is_dir():
             raise ConfigError(loc, f"model directory '{source.path}' not found; give a local HF model "
                                    "directory, a hub id (org/name) or builtin:tiny-llama")

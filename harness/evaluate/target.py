@@ -1,5 +1,5 @@
-"""What an evaluation runs on: an atax checkpoint, a plain model (directory, hub id, built-in),
-or nothing but stored answers, resolved into the few facts a backend needs.
+"""What an evaluation runs on: an atax checkpoint, a plain model (directory, hub id, built-in,
+GGUF file), or nothing but stored answers, resolved into the few facts a backend needs.
 
 Every target has a store key and a content hash: the key names it in the results store, the
 hash keys lm-eval's response cache (whose own key ignores the model) and tells two checkpoints
@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.builtin import is_builtin, resolve_builtin
+from harness.builtin import resolve_builtin
+from harness.builtin.gguf import gguf_dir, gguf_facts, is_gguf_ref
 from harness.checkpoint import MANIFEST, Checkpoint
 from harness.errors import UserError
 from harness.keys import content_key
+from harness.modeling import resolve_model_ref
 from harness.sources import classify
 
 # Weight files are fingerprinted by size plus their first and last bytes rather than read whole:
@@ -47,25 +49,39 @@ class EvalTarget:
 
 
 def resolve_target(ref: str, base_dir: Path | None = None) -> EvalTarget:
-    """Resolve CHECKPOINT_OR_MODEL: an atax checkpoint dir, an HF model dir, a hub id or a built-in."""
+    """Resolve CHECKPOINT_OR_MODEL: an atax checkpoint dir, an HF model dir, a GGUF file, a hub id or a built-in."""
     base_dir = base_dir or Path.cwd()
     source = classify(ref, base_dir)
     if source.kind == "builtin":
         path = resolve_builtin(ref)
-        return EvalTarget(ref, ref, "model", _fingerprint(path), model=str(path), path=path)
+        return _converted_model(ref, ref, path)
     if source.kind == "hub":
         return EvalTarget(ref, ref, "model", content_key({"hub": ref, "commit": _cached_commit(ref)}), model=ref)
     path = source.path
     assert path is not None
+    if is_gguf_ref(ref) and not path.is_dir():
+        if not path.is_file():
+            raise UserError(f"CHECKPOINT_OR_MODEL: GGUF file '{path}' not found; give an existing .gguf file")
+        return _converted_model(ref, str(path), gguf_dir(path))
     if (path / MANIFEST).is_file():
         return _from_checkpoint(Checkpoint.load(path))
     if not path.is_dir():
         raise UserError(f"CHECKPOINT_OR_MODEL: '{ref}' is neither a directory nor a hub id (org/name); "
-                        "give an atax checkpoint, a Hugging Face model directory, a hub id or builtin:tiny-llama")
+                        "give an atax checkpoint, a Hugging Face model directory, a .gguf file, a hub id "
+                        "or builtin:tiny-llama")
     if not (path / "config.json").is_file():
         raise UserError(f"CHECKPOINT_OR_MODEL: {path} has no {MANIFEST} and no config.json; "
                         "give an atax checkpoint or a Hugging Face model directory")
     return EvalTarget(ref, str(path), "model", _fingerprint(path), model=str(path), path=path)
+
+
+def _converted_model(ref: str, key: str, path: Path) -> EvalTarget:
+    """A model atax built or converted into `path`; a GGUF one is keyed by its source file's sha256."""
+    facts = gguf_facts(path)
+    if facts is None:
+        return EvalTarget(ref, key, "model", _fingerprint(path), model=str(path), path=path)
+    content_hash = content_key({"gguf_sha256": facts["sha256"], "conversion": facts.get("conversion")})
+    return EvalTarget(ref, key, "model", content_hash, model=str(path), path=path, provenance={"gguf": facts})
 
 
 def outputs_target(backend: str, files: list[Path], options: dict[str, Any]) -> EvalTarget:
@@ -78,7 +94,7 @@ def outputs_target(backend: str, files: list[Path], options: dict[str, Any]) -> 
 
 def _from_checkpoint(checkpoint: Checkpoint) -> EvalTarget:
     base_id = checkpoint.base_model.id if checkpoint.kind == "dense" else checkpoint.require_base_id()
-    base_model = str(resolve_builtin(base_id)) if base_id and is_builtin(base_id) else base_id
+    base_model = resolve_model_ref(base_id) if base_id else base_id  # built-ins and GGUF files: their HF dir
     # The training runner records checkpoints under this key, so an eval lands on the same row.
     key = checkpoint.store_key
     common: dict[str, Any] = {"revision": checkpoint.base_model.revision, "path": checkpoint.path,

@@ -24,7 +24,7 @@ from harness.data.records import InstructionRecord, TrainRecord, fingerprint
 from harness.data.templates import tokenize_records
 from harness.errors import UserError
 from harness.method import RunSpec
-from harness.modeling import load_causal_lm, load_tokenizer, pick_device
+from harness.modeling import load_causal_lm, load_tokenizer, model_source_facts, pick_device
 from harness.paths import cache_dir
 from harness.progress import Progress, QuietProgress
 from harness.train.attention import plan_batching
@@ -124,7 +124,8 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
     manifest = {
         "kind": adapter.kind,
         "run_key": job.run_key,
-        "base_model": {"id": job.base_model.id, "revision": job.base_model.revision},
+        "base_model": {"id": job.base_model.id, "revision": job.base_model.revision,
+                       **model_source_facts(job.base_model.id)},  # a GGUF source's sha256 and quantisation
         "training": training.model_dump(mode="json"),
         "run": {"name": job.run.name, "seed": job.run.seed, "init_seed": init_seed,
                 "same_init": job.run.init_seed is not None,
