@@ -75,14 +75,14 @@ def write_block_scaled(checkpoint: Checkpoint, plan: BlockPlan, alphas: Sequence
 
     if len(alphas) != len(plan.blocks):
         raise ValueError(f"{len(alphas)} alphas for {len(plan.blocks)} blocks")
-    run_key = checkpoint.manifest.get("run_key")
+    run_key = checkpoint.run_key
     key = content_key({"layer_averaging": run_key, "blocks": plan.blocks, "alphas": list(alphas)})
     existing = find_complete(out_dir, key)
     if existing is not None:
         return existing
     adapter = read_adapter(checkpoint.path)
     modules = {name: (m.a, alphas[plan.block_of(name)] * m.b) for name, m in adapter.modules.items()}
-    manifest = {"kind": "lora", "run_key": key, "base_model": checkpoint.manifest["base_model"],
+    manifest = {"kind": "lora", "run_key": key, "base_model": checkpoint.base_model.as_dict(),
                 "variant": f"alphas={alpha_label(alphas)}",
                 "scaled_from": {"path": str(checkpoint.path), "run_key": run_key, "block_alphas": list(alphas)},
                 "layer_averaging": {**record, "blocks": [list(b) for b in plan.blocks], "alphas": list(alphas)}}

@@ -114,7 +114,7 @@ class LayerAveraging:
         if ctx.validation:
             return list(ctx.validation)[:n], "the experiment's validation split (training.validation_fraction)"
         seen, held = split_held_out(list(ctx.runs_data[0]), n, ctx.seed)
-        trained_on = (vanilla.manifest.get("data") or {}).get("fingerprint")
+        trained_on = vanilla.training.data.fingerprint if vanilla.training is not None else None
         from harness.data import fingerprint
 
         if trained_on != fingerprint(seen):  # the run must be the one that left these records out

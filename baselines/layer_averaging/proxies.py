@@ -38,7 +38,7 @@ def run_search(vanilla: Checkpoint, plan: BlockPlan, validation: Sequence[Any], 
     from harness.data.corpus import load_corpus
     from harness.modeling import load_tokenizer
 
-    base = vanilla.manifest["base_model"]
+    base = vanilla.base_model.as_dict()
     docs = load_corpus(options.corpus, n_docs=options.corpus_docs, seed=0)
     vectors = candidate_vectors(options.alpha_grid, len(plan.blocks), options.budget, ctx.seed)
     inputs = {"blocks": [list(b) for b in plan.blocks], "block_layers": plan.describe(),
@@ -49,13 +49,13 @@ def run_search(vanilla: Checkpoint, plan: BlockPlan, validation: Sequence[Any], 
                                   "seq_len": options.corpus_seq_len},
               "instruction_proxy": "mean response-token loss on the held-out records (nats)",
               "knowledge_measure": "mean token loss on the corpus (nats; perplexity = exp)"}
-    key = content_key({"run": vanilla.manifest.get("run_key"), "inputs": inputs, "vectors": vectors,
+    key = content_key({"run": vanilla.run_key, "inputs": inputs, "vectors": vectors,
                        "version": SEARCH_VERSION})
     cached = ctx.out_dir / "search" / f"{key}.json"
     if cached.is_file():
         candidates = [Candidate.from_json(c) for c in json.loads(cached.read_text(encoding="utf-8"))]
     else:
-        tokenizer = load_tokenizer(base["id"], base.get("revision"))
+        tokenizer = load_tokenizer(vanilla.require_base_id(), vanilla.base_model.revision)
         instruction = tokenize_records(list(validation), tokenizer, ctx.template, ctx.max_seq_len).examples  # type: ignore[arg-type]
         text = [tokenize_text(d, tokenizer, options.corpus_seq_len) for d in docs]
         if not instruction:

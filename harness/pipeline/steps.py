@@ -107,7 +107,7 @@ def _train(job: Job) -> dict[str, Any]:
     if job.spec.get("rerun"):
         discard_dir(run.out_dir)
     checkpoint = train(run, QuietProgress())
-    return {"path": str(checkpoint.path), "run_key": checkpoint.manifest["run_key"]}
+    return {"path": str(checkpoint.path), "run_key": checkpoint.run_key}
 
 
 def _combine(job: Job) -> dict[str, Any]:
@@ -121,10 +121,10 @@ def _combine(job: Job) -> dict[str, Any]:
     # What a merge left there ran under another combine key (other code or inputs): never reuse it.
     discard_dir(combine_dir(ctx.results_dir, ctx.row.entry, ctx.seed))
     finals = combine_method(ctx.experiment, ctx.row.entry, ctx.seed, ctx.results_dir, ctx.data(), specs, runs)
-    return {"checkpoints": [{"path": str(c.path), "variant": c.manifest.get("variant"),
+    return {"checkpoints": [{"path": str(c.path), "variant": c.variant,
                              # evals follow the combine's key, so new merge code is evaluated again
                              "key": content_key({"combine": job.key, "checkpoint": c.store_key,
-                                                 "variant": c.manifest.get("variant")})} for c in finals]}
+                                                 "variant": c.variant})} for c in finals]}
 
 
 def _eval(job: Job) -> dict[str, Any]:
