@@ -121,6 +121,12 @@ PROGRAMS: dict[str, Callable[[Host], str]] = {
         "def hook(*args):\n    raise SystemExit(0)\nsys.excepthook = sys.unraisablehook = hook\n"
         "class Lie(AssertionError):\n    def __str__(self):\n        raise SystemExit(0)\n"
         "_add = add\ndef add(a, b):\n    raise Lie()\n"),
+    # PYTHONINSPECT: a failure that escaped the bootstrap would open the prompt, which exits 0 on EOF.
+    "inspect_mode_interrupt": forging(
+        "import os, sys, _thread\nos.environ['PYTHONINSPECT'] = '1'\nclass Out:\n"
+        "    def __init__(self, real):\n        self.real = real\n    def write(self, text):\n"
+        "        return self.real.write(text)\n    def flush(self):\n        _thread.interrupt_main()\n"
+        "sys.stdout, sys.stderr = Out(sys.stdout), Out(sys.stderr)\n"),
     "threads_and_code_swap": forging(
         "import threading\nfor attack in (lambda: threading.Thread(target=lambda: None).start(),\n"
         "               lambda: setattr(add, '__code__', (lambda a, b: a + b).__code__)):\n"

@@ -303,7 +303,7 @@ def _path_types(source: str) -> tuple[type, ...]:
 def main() -> None:
     # Held in locals from here on: the program can rebind builtins and this module's globals, not these.
     system_exit, base_exception, sys_module = SystemExit, BaseException, sys
-    print_exception, exc_info = sys.__excepthook__, sys.exc_info
+    print_exception, exc_info, unsetenv = sys.__excepthook__, sys.exc_info, posix.unsetenv
     config = marshal.loads(bytes.fromhex(sys.argv[1]))  # marshal: builtin, no import cost (json costs ~12 ms)
     status_fd = config["status_fd"]
     if config["level"] == "os":
@@ -339,6 +339,12 @@ def main() -> None:
                 getattr(sys_module, stream).flush()
             except base_exception:
                 pass
+        try:
+            # Else an exception escaping here (a KeyboardInterrupt the program arranged) would start the
+            # interactive prompt, which reads /dev/null and exits 0.
+            unsetenv("PYTHONINSPECT")
+        except base_exception:
+            pass
         raise system_exit(1) from None
     # The end of the program: the interpreter flushes and exits 0 (atexit handlers cannot change that).
 
