@@ -15,7 +15,8 @@ local, which a program cannot rebind) or calling exit()/_exit() from C, which th
 answers with the already-stripped ones), extension modules that could (ctypes, _posixsubprocess) may not
 be imported, and new processes may not be started. Tracing and profiling (which could skip a failing
 assert), new audit hooks, signal handlers and threads (which could run code between the tests'
-statements) are refused. The status fd is closed before the program runs.
+statements) are refused; the failure path unsets PYTHONINSPECT (whose prompt would exit 0 on EOF). The
+status fd is closed before the program runs.
 
 The guard is an audit hook (PEP 578): the interpreter calls it before each sensitive operation, whoever
 makes the call, and a program cannot remove it. It refuses to start processes or interpreters, signal
@@ -32,7 +33,8 @@ Residual risks, at every level: tests compare with `==` and call builtins by nam
 returns an object whose `__eq__` always answers True, or that rebinds a builtin or module function the
 tests use (`abs`, `math.isclose`), or rebinds `check` from a finalizer before it is called, passes
 wrong. That is inherent to running HumanEval/MBPP tests in the program's own interpreter, as every
-harness does; the verdict cannot be forged through the channels named above.
+harness does; the verdict cannot be forged through the channels named above. (A completion that
+swallows the tests appended to it as text is failed before running, by suites/knowledge/code_metric.py.)
 """
 
 import _imp
