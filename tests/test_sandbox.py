@@ -131,7 +131,7 @@ def _hostile_programs() -> dict[str, Callable[[Outside], tuple[str, set[str]]]]:
         "raise_rlimit": lambda o: (
             "import resource\nresource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY,) * 2)", failed),
         "ctypes": lambda o: ("import ctypes\nctypes.CDLL(None).kill(0, 9)", failed),
-        "forged_status": lambda o: (  # scribble on every fd, then leave with 0: still no valid token
+        "forged_status": lambda o: (  # scribble on every fd, then try to leave with status 0
             "import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'0' * 32 + b'\\n')\n"
             "    except OSError:\n        pass\nos._exit(0)", failed),
         "infinite_print": lambda o: ("while True:\n    print('x' * 1000)", {"failed", "timeout"}),
