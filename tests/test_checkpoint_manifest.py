@@ -113,3 +113,21 @@ def test_row_provenance_comes_from_each_rows_own_checkpoint(tmp_path: Path) -> N
     assert dtm["code sandbox"] == "humaneval: namespaces" and dom["code sandbox"] == "–"
     assert dom["base model"] == dtm["base model"] == base["base model"] == "builtin:tiny-llama"
     assert dom["code version"] == "atax 0.1.0, engine 3"
+
+
+def test_a_gguf_base_is_named_with_its_file_quantisation_and_hash(tmp_path: Path) -> None:
+    facts = {"file": "smol.gguf", "sha256": "abcdef0123456789", "quantization": "MOSTLY_Q8_0"}
+    base = {"id": "/models/smol.gguf", "revision": None}
+    with ResultsStore.open(tmp_path) as store:
+        store.add_experiment("exp", "{}")
+        store.add_checkpoint("/models/smol.gguf", "/models/smol.gguf", "model", "h", {"gguf": facts})
+        store.add_checkpoint("run", "/runs/run", "lora", "h1", {**run_manifest("run", "vanilla", "f", 8),
+                                                                  "base_model": base})
+        _record(store, "/models/smol.gguf", "base", target={"ref": "/models/smol.gguf"})
+        _record(store, "run", "vanilla")
+        rows = {}
+        for run in primary_runs(store, experiment="exp"):
+            rows.setdefault(run.row, []).append(run)
+        named = {row: row_provenance(store, runs)["base model"] for row, runs in rows.items()}
+    expected = "/models/smol.gguf (GGUF smol.gguf MOSTLY_Q8_0, sha256 abcdef012345)"
+    assert named == {"base": expected, "vanilla": expected}

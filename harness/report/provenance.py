@@ -120,7 +120,8 @@ def _base_name(own: Sequence[Manifest], lineage: Sequence[Manifest], runs: Seque
         # the reference as the user gave it is the same form the manifests of trained checkpoints use.
         target = runs[0].run_meta.get("target") or {}
         name = target.get("ref") or target.get("model")
-    gguf = _first([*(p.get("gguf") for p in plain), *((base.details.get("gguf") if base else None),)])
+    # A GGUF model's source file and quantisation: recorded with a plain model's eval, or with the base.
+    gguf = _first([*(p.get("gguf") for p in plain), base.details.get("gguf") if base else None])
     if isinstance(gguf, Mapping) and gguf.get("sha256"):
         name = f"{name or MISSING} (GGUF {gguf.get('file', '')} {gguf.get('quantization', '')}, " \
                f"sha256 {str(gguf['sha256'])[:12]})"
@@ -152,6 +153,7 @@ def row_provenance(store: ResultsStore, runs: Sequence[RunRef]) -> dict[str, str
     keys = sorted({r.checkpoint for r in runs})
     own = [m for k in keys if (m := stored_manifest(store, k)) is not None]
     lineage = [o for k in keys for o in origins(store, k)]
+    base_ids = sorted({m.base_model.id for m in [*own, *lineage] if m.base_model.id})  # evaluated as rows too
     data_source = _first([m.provenance.data for m in [*own, *lineage]])
     sizes = sorted({s for k in keys if (s := data_size(store, k)) is not None})
     code = _first([o.training.code_version for o in lineage if o.training is not None]) or {}
@@ -160,7 +162,7 @@ def row_provenance(store: ResultsStore, runs: Sequence[RunRef]) -> dict[str, str
     seeds = sorted({r.seed for r in runs if r.seed is not None})
     size_text = f" ({', '.join(f'{s:,}' for s in sizes)} examples)" if sizes else ""
     fields = {
-        "base model": _base_name(own, lineage, runs, [stored_record(store, k) for k in keys]),
+        "base model": _base_name(own, lineage, runs, [stored_record(store, k) for k in [*keys, *base_ids]]),
         "data": (str(data_source) if data_source else MISSING) + size_text,
         "method": _method(own, runs),
         "options": format_options(options) or MISSING,
