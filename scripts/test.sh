@@ -50,7 +50,7 @@ vllm_stage() {
   fi
   # TQDM_DISABLE=1 as `atax eval` sets it: vLLM's progress bar divides by zero under it unless the backend turns it off.
   VLLM_TARGET_DEVICE=cpu VLLM_ENABLE_V1_MULTIPROCESSING=0 HF_HUB_OFFLINE=1 TQDM_DISABLE=1 \
-    "${ATAX_VLLM_VENV:-.venv-vllm}/bin/python" -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm*.py
+    "${ATAX_VLLM_VENV:-.venv-vllm}/bin/python" -m pytest -q -p no:cacheprovider -m vllm tests/test_vllm*.py tests/test_real_model.py
 }
 stage vllm vllm_stage
 # --- end vllm stage ---------------------------------------------------------------------------------

