@@ -115,7 +115,7 @@ def test_template_follows_the_checkpoint_and_its_merge_inputs(tmp_path: Path) ->
     run = tmp_path / "run"
     run.mkdir()
     (run / "checkpoint.json").write_text(json.dumps({"kind": "lora", "training": {"template": "chat"}}))
-    merged = {"merge": {"inputs": [{"path": str(run), "run_key": "r"}]}}
+    merged = {"merge": {"op": "average", "inputs": [{"path": str(run), "run_key": "r"}]}}
     assert training_template(target(merged), "auto") == ("chat", "checkpoint")
 
 
