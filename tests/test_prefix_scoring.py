@@ -87,7 +87,7 @@ def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None
     _assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
     # Tiny budgets: many forwards per level, continuation rows split across batches.
-    _assert_same(expected, _fast(plain_lm, token_budget=16, kv_budget=256).loglikelihood(requests, disable_tqdm=True))
+    _assert_same(expected, _fast(plain_lm, token_budget=16, kv_budget_bytes=1 << 20).loglikelihood(requests, disable_tqdm=True))
 
 
 def test_without_prefix_cache_is_lm_evals_path(plain_lm: HFLM) -> None:
@@ -140,3 +140,13 @@ def test_a_model_the_cache_path_cannot_drive_falls_back_and_says_so(plain_lm: HF
     fast = _fast(plain_lm, model=_ignoring_positions(model))
     _assert_same(plain_lm.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
     assert fast.engine_paths["loglikelihood"].startswith("plain: cached log-probabilities differ")
+
+
+def test_eval_runs_record_the_scoring_path(tmp_path) -> None:
+    from harness.evaluate.runner import EvalRequest, run_eval
+
+    request = EvalRequest("builtin:tiny-llama", "knowledge", {"benchmarks": ["arc_challenge"], "limit": 3,
+                                                              "data_dir": "builtin:toy-knowledge"},
+                          "hf", {}, tmp_path, cache=False)
+    [result] = run_eval(request).results
+    assert result.meta["engine_paths"] == {"loglikelihood": PREFIX_PATH}

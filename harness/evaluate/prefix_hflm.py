@@ -37,11 +37,11 @@ _LOGIT_PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "enco
 
 class PrefixCachedHFLM(HFLM):
     def __init__(self, *args: Any, prefix_cache: bool = True, generation_rows: int = 16,
-                 token_budget: int = 512, kv_budget: int = 65536, **kwargs: Any) -> None:
+                 token_budget: int = 512, kv_budget_bytes: int = 512 << 20, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.engine_paths: dict[str, str] = {}
         self._generation_rows = generation_rows
-        self._kv_budget = kv_budget
+        self._kv_budget_bytes = kv_budget_bytes
         self._tuner = BatchTuner(start=token_budget, limit=16384 if self.device.type == "cuda" else 4096)
         self._engine_error: str | None = None if prefix_cache else "disabled (prefix_cache: false)"
         self._checked = not prefix_cache
@@ -89,7 +89,7 @@ class PrefixCachedHFLM(HFLM):
             if requests[index][0] is not None:
                 self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
 
-        scorer = PrefixScorer(self._forward(), self.softmax_dtype, self._tuner, self._kv_budget)
+        scorer = PrefixScorer(self._forward(), self.softmax_dtype, self._tuner, self._kv_budget_bytes)
         scorer.score([(requests[i][1], requests[i][2]) for i in fits], on_answer=hook)
         return answers
 

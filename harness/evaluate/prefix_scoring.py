@@ -93,15 +93,23 @@ class _Row:
 
 
 class PrefixScorer:
-    """Scores requests through `forward`, batching rows under `tuner`'s token budget and `kv_budget`
-    cached positions per forward (the rows' copies of their context cache)."""
+    """Scores requests through `forward`, batching rows under `tuner`'s token budget and
+    `kv_budget_bytes` of cached keys/values per forward (the rows' copies of their context cache)."""
 
     def __init__(self, forward: CachedForward, log_softmax_dtype: torch.dtype | None = None,
-                 tuner: BatchTuner | None = None, kv_budget: int = 65536) -> None:
+                 tuner: BatchTuner | None = None, kv_budget_bytes: int = 512 << 20) -> None:
         self.forward = forward
         self.log_softmax_dtype = log_softmax_dtype
         self.tuner = tuner or BatchTuner()
-        self.kv_budget = kv_budget
+        self.kv_budget_bytes = kv_budget_bytes
+        self.kv_budget = 8192  # cached positions per forward, until a cache tells its size per position
+
+    def _learn_kv_size(self, past: RowCache) -> None:
+        if past.cache is None or not past.rows or not past.length:
+            return
+        per_position = sum((layer.keys.numel() + layer.values.numel()) * layer.keys.element_size()
+                           for layer in past.cache.layers) // (past.rows * past.length)
+        self.kv_budget = max(1, self.kv_budget_bytes // max(per_position, 1))
 
     def score(self, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
               on_answer: Callable[[int, tuple[float, bool]], None] | None = None) -> list[tuple[float, bool]]:
@@ -130,6 +138,7 @@ class PrefixScorer:
         prefix = empty_rows(1, device)
         if p > 0:
             _, prefix = self.forward(prefix, [list(contexts[group.contexts[0]][:p])], logits=False)
+            self._learn_kv_size(prefix)
         # Longest suffixes first: similar lengths share a forward, little padding.
         ordered = sorted(group.contexts, key=lambda c: -len(contexts[c]))
         start = 0
@@ -143,6 +152,7 @@ class PrefixScorer:
             if any(suffixes):
                 began = self.forward.clock()
                 _, past = self.forward(past, suffixes, logits=False)
+                self._learn_kv_size(past)
                 self.tuner.observe(past.rows * max(len(s) for s in suffixes), self.forward.clock() - began)
             rows = self._rows(chunk, contexts, by_context, requests)
             self._score_rows(rows, {c: i for i, c in enumerate(chunk)}, past, requests, answers, on_answer)

@@ -71,6 +71,9 @@ def run_eval(request: EvalRequest, ctx: SuiteContext | None = None) -> EvalOutco
         results = plan.run(tracked, replace(ctx, target=target, results_dir=Path(request.results_dir)))
     finally:
         tracked.close()
+    for result in results:  # how the backend computed the answers (e.g. hf: prefix cache or lm-eval's path)
+        if getattr(lm, "engine_paths", None):
+            result.meta["engine_paths"] = dict(lm.engine_paths)
     record(request, target, backend_name, options_json, results)
     return EvalOutcome(target, backend_name, results)
 
