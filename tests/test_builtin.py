@@ -231,9 +231,11 @@ def test_losing_a_concurrent_first_build_keeps_the_winner(tmp_path: Path):
 
 def test_unknown_builtin_names_raise_user_error(cache: Path):
     assert is_builtin("builtin:tiny-llama") and is_builtin("builtin:xyz") and not is_builtin("gpt2")
-    assert builtin_names() == ["builtin:tiny-llama", "builtin:toy-instructions", "builtin:toy-corpus"]
+    assert builtin_names() == ["builtin:tiny-llama", "builtin:toy-instructions", "builtin:toy-corpus",
+                               "builtin:smollm2-135m-instruct"]
     assert all(name.startswith(BUILTIN_PREFIX) for name in builtin_names())
-    expected = "unknown built-in 'builtin:xyz'; known: builtin:tiny-llama, builtin:toy-instructions, builtin:toy-corpus"
+    expected = ("unknown built-in 'builtin:xyz'; known: builtin:tiny-llama, builtin:toy-instructions, "
+                "builtin:toy-corpus, builtin:smollm2-135m-instruct")
     with pytest.raises(UserError) as error:
         resolve_builtin("builtin:xyz")
     assert str(error.value) == expected
