@@ -120,9 +120,27 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
             save_state(job.out_dir, job.run_key, state, model, runner.optimizer, runner.scheduler)
     progress.finish()
 
+    manifest = _manifest(job, adapter.kind, init_seed, records, data, len(validation), state,
+                         (plan.how, plan.attention), resumed_from, started)
+
+    def payload(tmp: Path) -> None:
+        adapter.save(model, tmp)
+        lines = [json.dumps(point) for point in state.curve]
+        (tmp / CURVE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    checkpoint = write_checkpoint(job.out_dir, manifest, payload)
+    clear_state(job.out_dir)
+    return checkpoint
+
+
+def _manifest(job: TrainJob, kind: str, init_seed: int, records: list[TrainRecord], data: Any, n_validation: int,
+              state: TrainState, batching: tuple[str, str], resumed_from: int, started: float) -> dict[str, Any]:
+    """The checkpoint's manifest: what was trained, on what, with which code, and how it went."""
+    training = job.training
+    how, attention = batching
     train_losses = [p["loss"] for p in state.curve if p["split"] == "train"]
-    manifest = {
-        "kind": adapter.kind,
+    return {
+        "kind": kind,
         "run_key": job.run_key,
         "base_model": {"id": job.base_model.id, "revision": job.base_model.revision,
                        **model_source_facts(job.base_model.id)},  # a GGUF source's sha256 and quantisation
@@ -136,25 +154,16 @@ def train(job: TrainJob, progress: Progress | None = None) -> Checkpoint:
                  # what an alignment-tax curve counts: Replay's pre-training text is not instruction data
                  "n_instruction_records": sum(isinstance(r, InstructionRecord) for r in records),
                  "n_examples": len(data.examples), "n_truncated": data.n_truncated,
-                 "n_prompt_too_long": data.n_prompt_too_long, "n_validation": len(validation)},
+                 "n_prompt_too_long": data.n_prompt_too_long, "n_validation": n_validation},
         "code_version": {"atax": __version__, "engine": ENGINE_VERSION, **job.versions},
         "metrics": {"final_loss": train_losses[-1] if train_losses else None,
                     "min_loss": min(train_losses) if train_losses else None,
-                    "tokens_seen": state.tokens_seen, "steps": state.step, "batching": plan.how,
-                    "attention": plan.attention,
+                    "tokens_seen": state.tokens_seen, "steps": state.step, "batching": how,
+                    "attention": attention,
                     "resumed_from_step": resumed_from,
                     "wall_time_s": round(time.monotonic() - started, 3)},
         "provenance": job.provenance,
     }
-
-    def payload(tmp: Path) -> None:
-        adapter.save(model, tmp)
-        lines = [json.dumps(point) for point in state.curve]
-        (tmp / CURVE_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    checkpoint = write_checkpoint(job.out_dir, manifest, payload)
-    clear_state(job.out_dir)
-    return checkpoint
 
 
 def _run_name(job: TrainJob) -> str:
