@@ -203,4 +203,4 @@ def distance_section(store: ResultsStore, points: Sequence[FrontierPoint], knowl
     directory.mkdir(parents=True, exist_ok=True)
     for suffix, render in (("md", to_markdown), ("csv", to_csv), ("html", to_html)):
         (directory / f"averaging-front.{suffix}").write_text(render(table) + "\n", encoding="utf-8")
-    return "<h2>Distance to the model-averaging front</h2>\n" + to_html(table)
+    return "<h2>Distance to the model-averaging front</h2>\n" + '<div class="scroll">' + to_html(table) + "</div>"
