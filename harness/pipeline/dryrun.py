@@ -108,5 +108,9 @@ def _n_params(model_id: str) -> float | None:
             return float(layers * (4 * h * h + 3 * h * inter) + 2 * vocab * h)
     if model_id.startswith("builtin:tiny"):
         return 0.6e6
-    match = re.search(r"(\d+(?:\.\d+)?)\s*[bB]\b", model_id.replace("-", " ").replace("_", " "))
-    return float(match.group(1)) * 1e9 if match else None
+    words = model_id.replace("-", " ").replace("_", " ")
+    match = re.search(r"(\d+(?:\.\d+)?)\s*[bB]\b", words)
+    if match is None:  # e.g. builtin:smollm2-135m-instruct
+        millions = re.search(r"(\d+(?:\.\d+)?)\s*[mM]\b", words)
+        return float(millions.group(1)) * 1e6 if millions else None
+    return float(match.group(1)) * 1e9
