@@ -33,7 +33,8 @@ class Loop:
         graph = self.graph
         report_added = any(j.kind == "report" for j in graph.jobs.values())
         while True:
-            self._start_ready()
+            if self._start_ready():
+                continue  # a light job ran here and may have made new jobs ready
             if not self.running:
                 if self.waiting:
                     time.sleep(WAIT_POLL_S)
@@ -54,9 +55,11 @@ class Loop:
                         self._finish(self.running.pop(handle), ok, error)
                 break
 
-    def _start_ready(self) -> None:
+    def _start_ready(self) -> bool:
+        """Claim and start what is ready; True when a job ran or finished here (the graph changed)."""
         from harness.pipeline.worker import execute
 
+        changed = False
         busy = {j.key for j in self.running.values()} | self.waiting
         for job in self.graph.ready(busy):
             if job.kind == "report" and (self.running or self.waiting):
@@ -67,6 +70,7 @@ class Loop:
             if self.finder.reusable(self.graph, job) is not None:  # another run finished it meanwhile
                 self.claims.release(job.key)
                 self._finish(job, True, None, ran=False)
+                changed = True
                 continue
             if job.key not in self.finder.executed and self.finder.rerun.matches(job, self.experiment):
                 job = replace(job, spec={**job.spec, "rerun": True})
@@ -74,8 +78,10 @@ class Loop:
             self.on_event("start", job, None)
             if is_light(job, self.experiment):
                 self._finish(job, *execute(job))
+                changed = True
             else:
                 self.running[self.executor.submit(job)] = job
+        return changed
 
     def _finish(self, job: Job, ok: bool, error: str | None, ran: bool = True) -> None:
         if ran:
