@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from harness.errors import UserError
 
@@ -33,11 +34,17 @@ def served_here(model: str, served_model_name: str, max_tokens: int) -> Iterator
     importing torch and transformers before it answers, once per judged eval job.
     """
     from harness.evaluate.chat_server import ChatServer, load_chat_model
+    from harness.evaluate.reference_judge import NAME as REFERENCE_JUDGE
+    from harness.evaluate.reference_judge import ReferenceJudge
 
-    try:
-        chat_model = load_chat_model(model, served_model_name, max_tokens, where="judge_serve")
-    except UserError as exc:  # its message names the CLI argument; here the option is what to fix
-        raise UserError(f"judge_serve: {str(exc).removeprefix('CHECKPOINT_OR_MODEL: ')}") from None
+    chat_model: Any
+    if model == REFERENCE_JUDGE:  # a reference-match grader, not a language model
+        chat_model = ReferenceJudge(served_model_name, max_tokens)
+    else:
+        try:
+            chat_model = load_chat_model(model, served_model_name, max_tokens, where="judge_serve")
+        except UserError as exc:  # its message names the CLI argument; here the option is what to fix
+            raise UserError(f"judge_serve: {str(exc).removeprefix('CHECKPOINT_OR_MODEL: ')}") from None
     server = ChatServer(("127.0.0.1", 0), chat_model, quiet=True)
     thread = threading.Thread(target=server.serve_forever, name="atax-judge-server", daemon=True)
     thread.start()

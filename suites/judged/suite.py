@@ -54,7 +54,8 @@ class JudgedOptions(PluginOptions):
                                                     "e.g. http://127.0.0.1:8000/v1.")
     judge_serve: str | None = Field(None, description=(
         "Instead of judge_url: a model (hub id, directory, checkpoint or builtin:tiny-llama) that atax serves "
-        "on a free loopback port while judging, under the name judge_model (CPU tests, the quick start)."))
+        "on a free loopback port while judging, under the name judge_model (CPU tests), or "
+        "builtin:reference-judge: not a model, a grader of token F1 against each reference (the quick start)."))
     judge_model: str = Field(min_length=1, description="Model name the judge endpoint serves.")
     judge_api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description=(
         "Environment variable holding the judge's API key (read at run time, never stored; unset = no key)."))

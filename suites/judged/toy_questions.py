@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.atomic import atomic_dir
 from harness.paths import cache_dir
+from suites.judged.task_questions import TASK_MT_BENCH, TASK_VICUNA_BENCH
 
 _VERSION = "v1"  # bump when the questions change, so stale caches are not reused
 
@@ -55,7 +56,9 @@ def write_bench(directory: Path, questions: list[dict[str, Any]], references: di
     return path
 
 
-TOY_BENCHES = {"builtin:toy-mt-bench": (QUESTIONS, REFERENCES), "builtin:toy-vicuna-bench": (VICUNA, VICUNA_REFERENCES)}
+TOY_BENCHES = {"builtin:toy-mt-bench": (QUESTIONS, REFERENCES), "builtin:toy-vicuna-bench": (VICUNA, VICUNA_REFERENCES),
+               # Task-family questions with a reference for every turn (for builtin:reference-judge).
+               "builtin:toy-task-mt-bench": TASK_MT_BENCH, "builtin:toy-task-vicuna-bench": TASK_VICUNA_BENCH}
 
 
 def toy_questions_dir(ref: str) -> Path:
