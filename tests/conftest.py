@@ -36,3 +36,21 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def adapters(tmp_path_factory):
+    """Four LoRA checkpoints of the tiny model (two seeds, a rank-8 one, an up_proj-only one),
+    trained once per test session and shared by the merge and eval tests."""
+    from model_fixtures import job
+
+    from harness.train.engine import train
+
+    root = tmp_path_factory.mktemp("adapters")
+    make = dict(max_steps=4, optimizer={"lr": 1e-2})
+    return {
+        "a": train(job(root, "a", seed=1, **make)),
+        "b": train(job(root, "b", seed=2, **make)),
+        "c": train(job(root, "c", seed=3, lora={"r": 8, "alpha": 16}, **make)),
+        "up": train(job(root, "up", seed=4, lora={"target_modules": ["up_proj"]}, **make)),
+    }

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import run_atax
-from test_train import job
+from model_fixtures import job
 
 from harness.checkpoint import MANIFEST, Checkpoint, content_hash, find_complete
 from harness.checkpoint_payload import ADAPTER_CONFIG, ADAPTER_WEIGHTS

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from model_fixtures import logits, peft_logits
 from safetensors.torch import load_file
-from test_merge_checkpoints import logits, peft_logits
 
 from baselines.ewc import EWCOptions, EWCPenalty
 from baselines.l2 import DeltaL2Penalty, PenaltyOptions, delta_norm_squared

@@ -9,7 +9,6 @@ import pytest
 import torch
 from conftest import run_atax
 from knowledge_fixtures import write_fixture_data
-from test_merge_checkpoints import adapters  # noqa: F401  (module-scoped fixture: two trained LoRAs)
 
 from harness.builtin import resolve_builtin
 from harness.merge.checkpoints import merge_checkpoints

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 import pytest
+from model_fixtures import job
 from pydantic import Field
 from safetensors.torch import load_file
-from test_train import job
 
 from harness import registry
 from harness.data import InstructionRecord, TextRecord

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_merge_checkpoints import logits, peft_logits
+from model_fixtures import logits, peft_logits
 
 from baselines.layer_averaging.blocks import plan_blocks, write_block_scaled
 from baselines.layer_averaging.holdout import split_held_out

@@ -9,31 +9,12 @@ import shutil
 import pytest
 import torch
 from conftest import run_atax
-from test_train import job
+from model_fixtures import CPU, deltas, logits, peft_logits
 
 from harness.checkpoint import Checkpoint
 from harness.merge.adapters import read_adapter
 from harness.merge.checkpoints import merge_checkpoints
 from harness.modeling import load_causal_lm
-from harness.train.engine import train
-
-CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def adapters(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapters")
-    make = dict(max_steps=4, optimizer={"lr": 1e-2})
-    return {
-        "a": train(job(root, "a", seed=1, **make)),
-        "b": train(job(root, "b", seed=2, **make)),
-        "c": train(job(root, "c", seed=3, lora={"r": 8, "alpha": 16}, **make)),
-        "up": train(job(root, "up", seed=4, lora={"target_modules": ["up_proj"]}, **make)),
-    }
-
-
-def deltas(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
-    return {name: module.delta() for name, module in read_adapter(checkpoint.path).modules.items()}
 
 
 def model_with_deltas(delta: dict[str, torch.Tensor]):
@@ -43,19 +24,6 @@ def model_with_deltas(delta: dict[str, torch.Tensor]):
         for name, d in delta.items():
             state[name].add_(d)
     return model.eval()
-
-
-def logits(model) -> torch.Tensor:
-    ids = torch.tensor([[1, 50, 60, 70, 80, 90, 100, 3]])
-    with torch.no_grad():
-        return model(input_ids=ids).logits
-
-
-def peft_logits(adapter_dir) -> torch.Tensor:
-    from peft import PeftModel
-
-    return logits(PeftModel.from_pretrained(load_causal_lm("builtin:tiny-llama", None, "float32", CPU),
-                                            str(adapter_dir)).eval())
 
 
 def test_exact_lora_average_is_the_average_of_products(adapters, tmp_path):

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 from conftest import run_atax
-from test_merge_checkpoints import CPU, adapters, deltas, logits, peft_logits  # noqa: F401  (fixture)
+from model_fixtures import CPU, deltas, logits, peft_logits
 
 from harness.merge.adapters import read_adapter
 from harness.merge.checkpoints import merge_checkpoints

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from store_fixtures import assert_figure
 
 from harness.report.figures import (
     BarPoint,
@@ -23,16 +24,6 @@ from harness.report.frontier import FrontierPoint, curve_height, dominated, fron
 from harness.report.points import k_points, size_points
 from harness.stats.overlap import accuracy_by_wrong_count, error_overlap
 from harness.store import EvalRun, ItemRecord, ResultsStore, Score
-
-
-def assert_figure(paths: list[Path]) -> None:
-    import matplotlib.image as mpimg
-
-    assert sorted(p.suffix for p in paths) == [".pdf", ".png"]
-    png, pdf = sorted(paths, key=lambda p: p.suffix != ".png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
-    pixels = mpimg.imread(png)
-    assert pixels.shape[0] > 200 and pixels.std() > 0.05  # something was drawn
 
 
 def test_every_figure_kind_is_written(tmp_path: Path) -> None:

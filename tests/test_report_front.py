@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_report_figures import assert_figure
+from store_fixtures import assert_figure
 
 from harness.report.averaging_front import front_distances, mark_families, paired_difference, to_markdown
 from harness.report.from_store import TableOptions, build_tables

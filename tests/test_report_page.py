@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_atax
-from test_report_store import EXPERIMENT, build_store
+from store_fixtures import EXPERIMENT, build_store
 
 CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome")
                  if (path := shutil.which(name))), None)

@@ -1,19 +1,17 @@
 """Tables and comparisons from a real results store (built here with the store's own API, items and
 checkpoints included), through the Python API and the `atax table` / `atax compare` CLI.
 
-`build_store` is shared with tests/test_report_page.py.
+The store comes from tests/store_fixtures.py (shared with the page tests).
 """
 
 from __future__ import annotations
 
-import json
-import zlib
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import run_atax
+from store_fixtures import EXPERIMENT, N_ITEMS, build_store, item_scores
 
 from harness.errors import UserError
 from harness.report.from_store import TableOptions, build_tables
@@ -22,92 +20,6 @@ from harness.stats import mcnemar, wilcoxon
 from harness.stats.compare import cell_test
 from harness.stats.joins import paired_scores, primary_runs, runs_named
 from harness.store import EvalRun, ItemRecord, ResultsStore, Score
-
-# Accuracy per (row, benchmark); judge means for mt_bench / vicuna_bench.
-ACCURACY = {
-    "base": {"mmlu": 0.40, "gsm8k": 0.10, "humaneval": 0.10, "mt_bench": 3.0, "vicuna_bench": 3.5},
-    "vanilla": {"mmlu": 0.50, "gsm8k": 0.20, "humaneval": 0.15, "mt_bench": 5.0, "vicuna_bench": 6.0},
-    "l2": {"mmlu": 0.52, "humaneval": 0.15, "mt_bench": 4.6, "vicuna_bench": 5.8},  # no gsm8k: a missing cell
-    "dtm": {"mmlu": 0.62, "gsm8k": 0.21, "humaneval": 0.16, "mt_bench": 5.2, "vicuna_bench": 6.2},
-    "scaled_vanilla[alpha=0.5]": {"mmlu": 0.47, "gsm8k": 0.15, "humaneval": 0.12, "mt_bench": 4.2,
-                                  "vicuna_bench": 4.8},
-    "scaled_vanilla[alpha=1]": {"mmlu": 0.50, "gsm8k": 0.20, "humaneval": 0.15, "mt_bench": 5.0,
-                                "vicuna_bench": 6.0},
-}
-SEEDS = {"base": [None], "vanilla": [0, 1, 2], "l2": [0], "dtm": [0, 1], "scaled_vanilla[alpha=0.5]": [0],
-         "scaled_vanilla[alpha=1]": [0]}
-EXPERIMENT = "paper"
-N_ITEMS = {"mmlu": 400, "gsm8k": 200, "humaneval": 60, "mt_bench": 80, "vicuna_bench": 80}
-SUITE = {"mmlu": "knowledge", "gsm8k": "knowledge", "humaneval": "knowledge", "mt_bench": "mt_bench",
-         "vicuna_bench": "vicuna_bench"}
-
-
-def _scores(row: str, benchmark: str, seed: int | None, level: float | None = None) -> np.ndarray:
-    rng = np.random.default_rng(zlib.crc32(f"{row}/{benchmark}/{seed}".encode()))
-    n, level = N_ITEMS[benchmark], ACCURACY[row][benchmark] if level is None else level
-    if benchmark in ("mt_bench", "vicuna_bench"):  # judge ratings 1..10 around the level
-        return np.clip(np.round(rng.normal(level, 1.5, n)), 1, 10)
-    exact = np.zeros(n)
-    exact[: int(round(level * n))] = 1.0  # exactly the level, so the table's numbers are known
-    return rng.permutation(exact)
-
-
-def _manifest(row: str, seed: int | None, key: str) -> dict:
-    base = {"id": "meta-llama/Llama-2-7b-hf", "revision": "main"}
-    if row == "base":
-        return {"kind": "base", "base_model": base}
-    if row.startswith("scaled_vanilla"):
-        alpha = row.split("=")[1].rstrip("]")
-        return {"kind": "lora", "run_key": key, "base_model": base, "variant": f"alpha={alpha}",
-                "scaled_from": {"run_key": f"vanilla-seed{seed}", "alpha": float(alpha)}}
-    if row == "dtm":
-        return {"kind": "lora", "run_key": key, "base_model": base,
-                "merge": {"op": "average", "inputs": [{"run_key": f"dtm-seed{seed}-sub{k}"} for k in range(4)]},
-                "provenance": {"method": "dtm", "options": {"k": 4, "dispersal": "random"}}}
-    return _run_manifest(row, seed, key, 1000)
-
-
-def _run_manifest(row: str, seed: int | None, key: str, n_records: int) -> dict:
-    return {"kind": "lora", "run_key": key, "base_model": {"id": "meta-llama/Llama-2-7b-hf", "revision": "main"},
-            "training": {"lr": 3e-4}, "data": {"n_records": n_records, "fingerprint": "f" * 8},
-            "code_version": {"atax": "0.1.0", "engine": 3},
-            "provenance": {"experiment": "paper", "method": row, "method_name": row.split("[")[0],
-                           "options": {}, "seed": seed, "data": "allenai/tulu-v2-sft-mixture"}}
-
-
-def _record(store: ResultsStore, key: str, row: str | None, seed: int | None, benchmark: str, scores: np.ndarray,
-            experiment: str | None = EXPERIMENT) -> None:
-    items = [ItemRecord(f"{benchmark}-{i:04d}", f"hash-{benchmark}-{i}", None, None, float(s))
-             for i, s in enumerate(scores)]
-    metric = "rating" if SUITE[benchmark] != "knowledge" else ("pass@1" if benchmark == "humaneval" else "acc")
-    store.record_eval(EvalRun(key, SUITE[benchmark], benchmark, experiment, row, seed, {"primary_metric": metric}),
-                      [Score(metric, float(scores.mean()), None, len(scores), {"primary": True}),
-                       Score(metric + "_norm", 0.0, None, len(scores))], items)
-
-
-def build_store(results: Path, rows: dict[str, dict[str, float]] | None = None) -> Path:
-    """A store with base, vanilla (3 seeds), l2 (missing gsm8k), dtm (2 seeds, sub-models evaluated for
-    seed 0), and two scaled_vanilla variants, on three knowledge and two judge benchmarks."""
-    with ResultsStore.open(results) as store:
-        # The experiment lists its methods in the paper's order: the tables follow it (base first).
-        methods = [{"name": name} for name in ("vanilla", "l2", "scaled_vanilla", "dtm")]
-        store.add_experiment(EXPERIMENT, json.dumps({"methods": methods}))
-        for row, benchmarks in (rows or ACCURACY).items():
-            for seed in SEEDS[row]:
-                key = f"{row}-seed{seed}"
-                store.add_checkpoint(key, f"/ckpt/{key}", "lora", "h" + key, _manifest(row, seed, key))
-                for benchmark, level in benchmarks.items():
-                    _record(store, key, row, seed, benchmark, _scores(row, benchmark, seed, level))
-        merged = _scores("dtm", "mmlu", 0)
-        rng = np.random.default_rng(7)
-        for k in range(4):  # sub-models: each wrong on the merge's errors plus its own few
-            sub = merged.copy()
-            sub[rng.choice(np.flatnonzero(merged == 1), 20, replace=False)] = 0.0
-            key = f"dtm-seed0-sub{k}"
-            store.add_checkpoint(key, f"/ckpt/{key}", "lora", "h" + key, _run_manifest("dtm", 0, key, 250))
-            # Evaluated on their own (`atax eval`), outside the experiment: not rows of its tables.
-            _record(store, key, None, None, "mmlu", sub, experiment=None)
-    return results
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +103,7 @@ def test_three_seeds_each_use_the_seed_level_test(tmp_path: Path) -> None:
 def test_different_item_hashes_are_refused(tmp_path: Path) -> None:
     build_store(tmp_path, {"vanilla": {"mmlu": 0.5}, "l2": {"mmlu": 0.5}})
     with ResultsStore.open(tmp_path) as store:  # re-evaluate l2 on different item texts
-        scores = _scores("l2", "mmlu", 0)
+        scores = item_scores("l2", "mmlu", 0)
         items = [ItemRecord(f"mmlu-{i:04d}", f"other-{i}", None, None, float(s)) for i, s in enumerate(scores)]
         store.record_eval(EvalRun("l2-seed0", "knowledge", "mmlu", EXPERIMENT, "l2", 0), [Score("acc", 0.5)], items)
         runs = primary_runs(store)

@@ -14,33 +14,16 @@ import pytest
 import torch
 import yaml
 from conftest import run_atax
+from model_fixtures import BASE, FAST, TINY, job, records  # noqa: F401  (shared with other tests)
 from safetensors.torch import load_file
 
 from harness.builtin import resolve_builtin
-from harness.builtin.toy_instructions import generate_toy_instructions
-from harness.config import BaseModelConfig, TrainingConfig
 from harness.data import IGNORE_INDEX, InstructionRecord, tokenize_instruction, tokenize_records
-from harness.method import RunSpec
 from harness.modeling import load_causal_lm, load_tokenizer
 from harness.store import ResultsStore
 from harness.train.batching import make_micro_batches
-from harness.train.engine import TrainJob, train
+from harness.train.engine import train
 from harness.train.loss import summed_token_loss
-
-TINY = "builtin:tiny-llama"
-BASE = BaseModelConfig(id=TINY)
-FAST = dict(batch_size=8, micro_batch_size=4, max_seq_len=256, epochs=1, max_steps=12,
-            scheduler={"warmup_steps": 2}, optimizer={"lr": 3e-3})
-
-
-def records(n: int = 200, seed: int = 0) -> list[InstructionRecord]:
-    return [InstructionRecord(**r) for r in generate_toy_instructions(n, seed)]
-
-
-def job(tmp_path, name="run", seed=0, init_seed=None, n=200, **training) -> TrainJob:
-    cfg = TrainingConfig.model_validate({**FAST, **training})
-    spec = RunSpec(name=name, seed=seed, init_seed=init_seed)
-    return TrainJob(BASE, cfg, spec, records(n), tmp_path / name, run_key=f"key-{name}-{seed}-{init_seed}")
 
 
 def adapter_weights(path) -> dict[str, torch.Tensor]:
