@@ -250,7 +250,7 @@ def _mean_loss(model: Any, tokenizer: Any, records: list[Any]) -> float:
     from harness.data import tokenize_records
     from harness.train.loss import mean_token_loss
 
-    examples = tokenize_records(records, tokenizer, TRAINING["max_seq_len"], "alpaca", "response").examples
+    examples = tokenize_records(records, tokenizer, "alpaca", TRAINING["max_seq_len"], "response").examples
     return mean_token_loss(model, examples, torch.device("cpu"), tokenizer.pad_token_id, TRAINING["max_seq_len"])
 
 
