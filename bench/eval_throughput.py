@@ -9,7 +9,7 @@ The requests are the knowledge suite's own (its lm-eval tasks over real data con
 
 atax's side is `PrefixCachedHFLM` (the hf backend's default); lm-eval's is `HFLM` with the hf
 backend's batch size (8), which is also today's generation path. Both wrap the same model object in
-float32 on CPU. Time is this process's CPU seconds (`time.process_time`: all threads, so a busy
+float32 on CPU, one warm-up call each first (untimed). Time is this process's CPU seconds (`time.process_time`: all threads, so a busy
 shared machine does not inflate it); printed per benchmark: requests and tokens per CPU-second for
 each side, the ratio, and per-item agreement (largest |Δ log-likelihood|, is_greedy mismatches;
 for generation, identical outputs). Targets (issue 21, on SmolLM2): >= 4x requests/CPU-s on
@@ -101,6 +101,8 @@ def _tokens(lm: Any, requests: list[Any]) -> int:
 
 
 def bench_loglikelihood(name: str, requests: list[Any], plain: Any, fast: Any) -> None:
+    for lm in (plain, fast):  # untimed warm-up: first-call costs (atax's one start-up check of its cache path)
+        lm.loglikelihood(requests[:2], disable_tqdm=True)
     want, plain_s = _timed(plain.loglikelihood, requests)
     got, fast_s = _timed(fast.loglikelihood, requests)
     worst = max(abs(a[0] - b[0]) for a, b in zip(want, got, strict=True))
@@ -132,6 +134,9 @@ def main() -> None:
     from harness.evaluate.prefix_hflm import PrefixCachedHFLM
     from suites.knowledge.originals import convert
 
+    # One thread by default: on a shared machine, idle OpenMP threads spin-waiting for a descheduled
+    # partner are billed as CPU time, which would charge small forwards for the machine's load.
+    torch.set_num_threads(ARGS.threads)
     benchmarks = [b for b in ARGS.benchmarks.split(",") if b]
     with tempfile.TemporaryDirectory(prefix="atax-bench-eval-") as tmp:
         data_dir = Path(tmp)
@@ -166,6 +171,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--mmlu-subjects", type=int, default=4, help="MMLU subjects the items are spread over")
     parser.add_argument("--gen-items", type=int, default=8, help="GSM8K prompts")
     parser.add_argument("--max-gen-toks", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU time is summed over them)")
     return parser.parse_args()
 
 

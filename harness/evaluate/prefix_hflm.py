@@ -177,16 +177,22 @@ def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) 
         return f"the model returns a {type(prefix.cache).__name__}, not a plain DynamicCache"
     _, middle = forward(prefix.select(torch.zeros(2, dtype=torch.long, device=forward.device)),
                         [tokens[q:r], tokens[q:r - 1]], logits=False)
+    spare = middle.select(torch.arange(2, device=forward.device))  # forward() extends the cache it is given
     logits, _ = forward(middle, [tokens[r:], tokens[r - 1:]])
     assert logits is not None
+    packed, offsets = forward.packed(spare, [[tokens[r:], tokens[r:-1]], [tokens[r - 1:r + 1], tokens[r - 1:]]])
     with torch.no_grad(), forward._autocast():
         plain = model(input_ids=torch.tensor([tokens], device=forward.device)).logits[0]
     expected = F.log_softmax(plain.float(), dim=-1)
     float32 = plain.dtype == torch.float32
     tolerance = {"atol": 1e-3, "rtol": 1e-4} if float32 else {"atol": 0.1, "rtol": 0.02}
-    for row, start in ((0, r), (1, r - 1)):
-        got = F.log_softmax(logits[row, : n - start].float(), dim=-1)
-        want = expected[start:]
+    checks = [(logits[0, : n - r], r), (logits[1, : n - r + 1], r - 1)]
+    for row, segments in enumerate((((r, n), (r, n - 1)), ((r - 1, r + 1), (r - 1, n)))):
+        checks += [(packed[row, at:at + end - start], start)
+                   for at, (start, end) in zip(offsets[row], segments, strict=True)]
+    for got_logits, start in checks:
+        got = F.log_softmax(got_logits.float(), dim=-1)
+        want = expected[start:start + got.shape[0]]
         if not torch.allclose(got, want, **tolerance):
             return f"cached log-probabilities differ from a plain forward by up to {float((got - want).abs().max()):.3g}"
     return None

@@ -7,8 +7,10 @@ grouped in three levels and each level is run once, from the cache of the level 
     group prefix P  (the few-shot preamble shared by a task's items: longest common prefix of
                      neighbouring contexts in sorted order)             one row
     context suffix S = context[len(P):-1]    (one row per distinct context, batched)
-    last context token + continuation[:-1]   (one row per distinct (context, continuation[:-1]),
-                                              batched; its logits score the continuation)
+    last context token + continuation[:-1]   (one segment per distinct (context, continuation[:-1]);
+                                              a context's segments side by side in its own row under
+                                              a block-causal 4-D mask, so the context's cache is not
+                                              copied per choice; the logits score the continuation)
 
 The token ids scored are exactly the ones lm-eval gives (its own encoding of each pair); the
 answer is lm-eval's: (sum of the continuation's log-probabilities, whether greedy decoding
@@ -97,8 +99,9 @@ class PrefixScorer:
     `kv_budget_bytes` of cached keys/values per forward (the rows' copies of their context cache)."""
 
     def __init__(self, forward: CachedForward, log_softmax_dtype: torch.dtype | None = None,
-                 tuner: BatchTuner | None = None, kv_budget_bytes: int = 512 << 20) -> None:
+                 tuner: BatchTuner | None = None, kv_budget_bytes: int = 512 << 20, packed: bool = True) -> None:
         self.forward = forward
+        self.packed = packed  # continuations side by side under a 4-D mask; False: one cache copy per row
         self.log_softmax_dtype = log_softmax_dtype
         self.tuner = tuner or BatchTuner()
         self.kv_budget_bytes = kv_budget_bytes
@@ -141,11 +144,10 @@ class PrefixScorer:
             self._learn_kv_size(prefix)
         # Longest suffixes first: similar lengths share a forward, little padding.
         ordered = sorted(group.contexts, key=lambda c: -len(contexts[c]))
+        packing = {c: sum(len(requests[r][1]) for r in by_context[c]) for c in ordered} if self.packed else {}
         start = 0
         while start < len(ordered):
-            longest = len(contexts[ordered[start]]) - 1 - p
-            width = max(1, min(self.tuner.budget // max(longest, 1), self.kv_budget // max(p + longest, 1)))
-            chunk = ordered[start:start + width]
+            chunk = self._chunk(ordered[start:], contexts, p, packing)
             start += len(chunk)
             past = prefix.select(torch.zeros(len(chunk), dtype=torch.long, device=device))
             suffixes = [list(contexts[c][p:-1]) for c in chunk]
@@ -155,7 +157,53 @@ class PrefixScorer:
                 self._learn_kv_size(past)
                 self.tuner.observe(past.rows * max(len(s) for s in suffixes), self.forward.clock() - began)
             rows = self._rows(chunk, contexts, by_context, requests)
-            self._score_rows(rows, {c: i for i, c in enumerate(chunk)}, past, requests, answers, on_answer)
+            slot = {c: i for i, c in enumerate(chunk)}
+            if self.packed:
+                self._score_packed(rows, slot, past, requests, answers, on_answer)
+            else:
+                self._score_rows(rows, slot, past, requests, answers, on_answer)
+
+    def _chunk(self, candidates: list[int], contexts: list[tuple[int, ...]], p: int,
+               packing: dict[int, int]) -> list[int]:
+        """The next contexts run together: padded tokens within the tuner's budget, cache within kv_budget."""
+        chunk: list[int] = []
+        suffix = packed = 0
+        for c in candidates:
+            suffix = max(suffix, len(contexts[c]) - 1 - p)
+            packed = max(packed, packing.get(c, 0))
+            n = len(chunk) + 1
+            if chunk and (n * max(suffix, packed, 1) > self.tuner.budget or n * (p + suffix) > self.kv_budget):
+                break
+            chunk.append(c)
+        return chunk
+
+    def _score_packed(self, rows: list[_Row], slot: dict[int, int], past: RowCache,
+                      requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+                      answers: list[tuple[float, bool] | None],
+                      on_answer: Callable[[int, tuple[float, bool]], None] | None) -> None:
+        """Every continuation row of a context side by side in that context's row (no cache copies)."""
+        by_slot: list[list[_Row]] = [[] for _ in range(past.rows)]
+        for row in rows:
+            by_slot[slot[row.context]].append(row)
+        began = self.forward.clock()
+        logits, offsets = self.forward.packed(past, [[row.tokens for row in group] for group in by_slot])
+        self.tuner.observe(logits.shape[0] * logits.shape[1], self.forward.clock() - began)
+        for i, group in enumerate(by_slot):
+            for row, at in zip(group, offsets[i], strict=True):
+                row_logprobs = F.log_softmax(logits[i, at:at + len(row.tokens)], dim=-1, dtype=self.log_softmax_dtype)
+                self._answer(row, row_logprobs, requests, answers, on_answer)
+
+    def _answer(self, row: _Row, row_logprobs: torch.Tensor, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+                answers: list[tuple[float, bool] | None],
+                on_answer: Callable[[int, tuple[float, bool]], None] | None) -> None:
+        greedy = row_logprobs.argmax(dim=-1)
+        for r in row.requests:
+            cont = torch.tensor(requests[r][1], dtype=torch.long, device=row_logprobs.device)
+            picked = row_logprobs[: len(cont)].gather(1, cont[:, None]).squeeze(1)
+            answer = (float(picked.sum()), bool((greedy[: len(cont)] == cont).all()))
+            answers[r] = answer
+            if on_answer is not None:
+                on_answer(r, answer)
 
     @staticmethod
     def _rows(chunk: list[int], contexts: list[tuple[int, ...]], by_context: list[list[int]],
@@ -186,11 +234,4 @@ class PrefixScorer:
             logprobs = F.log_softmax(logits, dim=-1, dtype=self.log_softmax_dtype)
             self.tuner.observe(len(batch) * longest, self.forward.clock() - began)
             for row_logprobs, row in zip(logprobs, batch, strict=True):
-                greedy = row_logprobs.argmax(dim=-1)
-                for r in row.requests:
-                    cont = torch.tensor(requests[r][1], dtype=torch.long, device=device)
-                    picked = row_logprobs[: len(cont)].gather(1, cont[:, None]).squeeze(1)
-                    answer = (float(picked.sum()), bool((greedy[: len(cont)] == cont).all()))
-                    answers[r] = answer
-                    if on_answer is not None:
-                        on_answer(r, answer)
+                self._answer(row, row_logprobs, requests, answers, on_answer)
