@@ -50,3 +50,26 @@ def test_readme_method_example_is_a_working_plugin(tmp_path):
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     bad = run_atax("config", "check", str(tmp_path / "exp.yaml"), extra_pythonpath=tmp_path)
     assert bad.returncode == 2 and "methods[1].options.keep: must be > 0 (got 0)" in bad.stderr
+
+
+def example_pyproject() -> str:
+    block = README.read_text(encoding="utf-8").split("<!-- example-method -->", 1)[1]
+    return re.search(r"```toml\n(.*?)```", block, re.S).group(1)
+
+
+def test_readme_pyproject_is_complete_enough_for_pip(tmp_path):
+    """pip builds the README's plug-in project as written, and the installed entry point lists the method."""
+    import subprocess
+    import sys
+
+    project = tmp_path / "my-methods"
+    (project / "my_methods").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(example_pyproject())
+    (project / "my_methods" / "__init__.py").write_text("")
+    (project / "my_methods" / "short.py").write_text(example_code())
+    site = tmp_path / "site"
+    built = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", "--target", str(site), str(project)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    listed = json.loads(run_atax("methods", "--json", extra_pythonpath=site).stdout)
+    assert any(m["name"] == "short" for m in listed)
