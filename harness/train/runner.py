@@ -16,7 +16,7 @@ from harness import registry
 from harness.checkpoint import Checkpoint
 from harness.config import Experiment, MethodEntry, TrainingConfig, method_options
 from harness.data import InstructionRecord, fingerprint, load_instruction_data
-from harness.keys import directory_hash, run_versions, versioned_key
+from harness.keys import run_versions, versioned_key
 from harness.method import CombineContext, PlanContext, RunSpec
 from harness.progress import Progress
 from harness.store import CurvePoint, ResultsStore
@@ -166,13 +166,13 @@ def record_checkpoints(results_dir: Path, experiment: Experiment, runs: list[Che
     with ResultsStore.open(results_dir) as store:
         store.add_experiment(experiment.name, experiment.model_dump_json())
         for checkpoint in {id(c): c for c in [*runs, *finals]}.values():
-            store.add_checkpoint(checkpoint.store_key, str(checkpoint.path), checkpoint.kind, directory_hash(checkpoint.path),
+            store.add_checkpoint(checkpoint.store_key, str(checkpoint.path), checkpoint.kind, checkpoint.content_hash(),
                                  checkpoint.manifest)
         for run in runs:
             curve_file = run.path / CURVE_FILE
             if curve_file.is_file():
                 points = [json.loads(line) for line in curve_file.read_text().splitlines() if line.strip()]
-                store.add_curve_points(run.manifest["run_key"],
+                store.add_curve_points(run.store_key,
                                        [CurvePoint(p["step"], p["split"], p["loss"], p.get("tokens")) for p in points])
 
 
