@@ -54,3 +54,15 @@ def adapters(tmp_path_factory):
         "c": train(job(root, "c", seed=3, lora={"r": 8, "alpha": 16}, **make)),
         "up": train(job(root, "up", seed=4, lora={"target_modules": ["up_proj"]}, **make)),
     }
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    """An empty results store with one checkpoint, `ckpt-a`."""
+    from harness.store import ResultsStore
+
+    with ResultsStore.open(tmp_path / "results") as opened:
+        opened.add_checkpoint(
+            "ckpt-a", tmp_path / "a", "lora", "sha-a", {"method": "dtm", "runs": ["r1", "r2"]}
+        )
+        yield opened

@@ -4,6 +4,7 @@ checkpoints included): base, vanilla (3 seeds), l2, dtm (with evaluated sub-mode
 from __future__ import annotations
 
 import json
+import sqlite3
 import zlib
 from pathlib import Path
 
@@ -107,3 +108,18 @@ def assert_figure(paths: list[Path]) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and pdf.read_bytes()[:5] == b"%PDF-"
     pixels = mpimg.imread(png)
     assert pixels.shape[0] > 200 and pixels.std() > 0.05  # something was drawn
+
+
+def raw_rows(db: Path, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def item_records(n: int, tag: str = "", size: int = 8) -> list[ItemRecord]:
+    return [
+        ItemRecord(f"{k:05d}", f"hash-{k}", f"{tag}pred-{k}" + "x" * size, f"target-{k}", k % 2)
+        for k in range(n)
+    ]

@@ -6,7 +6,6 @@ The concurrency and crash tests run real child processes: this file doubles as t
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import sqlite3
@@ -17,19 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_fixtures import item_records, raw_rows
 
-from harness.errors import UserError
 from harness.store import (
-    SCHEMA_VERSION,
     CurvePoint,
     EvalRun,
     ItemRecord,
     ResultsStore,
     Score,
 )
-from harness.store.connection import connect
-from harness.store.export import EXPORTED
-from harness.store.schema import MIGRATIONS, ensure_schema
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,30 +45,6 @@ def _spawn(*args: object) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _items(n: int, tag: str = "", size: int = 8) -> list[ItemRecord]:
-    return [
-        ItemRecord(f"{k:05d}", f"hash-{k}", f"{tag}pred-{k}" + "x" * size, f"target-{k}", k % 2)
-        for k in range(n)
-    ]
-
-
-def _raw(db: Path, sql: str) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ResultsStore]:
-    with ResultsStore.open(tmp_path / "results") as opened:
-        opened.add_checkpoint(
-            "ckpt-a", tmp_path / "a", "lora", "sha-a", {"method": "dtm", "runs": ["r1", "r2"]}
-        )
-        yield opened
 
 
 # ---- round trips --------------------------------------------------------------------------
@@ -178,31 +149,31 @@ def test_job_states_upsert_and_clear_old_errors(store: ResultsStore) -> None:
 
 def test_re_recording_an_eval_replaces_it(store: ResultsStore, tmp_path: Path) -> None:
     run = EvalRun("ckpt-a", "knowledge", "mmlu")
-    first = store.record_eval(run, [Score("acc", 0.4)], _items(5, "old"))
-    other = store.record_eval(EvalRun("ckpt-a", "knowledge", "arc"), [Score("acc", 0.6)], _items(2))
-    second = store.record_eval(run, [Score("acc", 0.5)], _items(3, "new"))
+    first = store.record_eval(run, [Score("acc", 0.4)], item_records(5, "old"))
+    other = store.record_eval(EvalRun("ckpt-a", "knowledge", "arc"), [Score("acc", 0.6)], item_records(2))
+    second = store.record_eval(run, [Score("acc", 0.5)], item_records(3, "new"))
 
     assert second != first
     assert [(r.eval_id, r.value) for r in store.scores(benchmark="mmlu")] == [(second, 0.5)]
     assert store.items(first) == []
-    assert store.items(second) == _items(3, "new")
+    assert store.items(second) == item_records(3, "new")
     assert len(store.items(other)) == 2  # other benchmarks of the checkpoint are untouched
     db = store.path
-    assert _raw(db, "SELECT count(*) FROM eval_runs") == [(2,)]
-    assert _raw(db, "SELECT count(*) FROM items") == [(5,)]
+    assert raw_rows(db, "SELECT count(*) FROM eval_runs") == [(2,)]
+    assert raw_rows(db, "SELECT count(*) FROM items") == [(5,)]
 
 
 def test_labels_of_one_checkpoint_keep_their_own_runs(store: ResultsStore) -> None:
     store.add_experiment("one", "{}")
     store.add_experiment("two", "{}")
-    a = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", 0), [Score("acc", 0.4)], _items(2))
-    b = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "two", "vanilla", 0), [Score("acc", 0.5)], _items(2))
+    a = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", 0), [Score("acc", 0.4)], item_records(2))
+    b = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "two", "vanilla", 0), [Score("acc", 0.5)], item_records(2))
     c = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", None), [Score("acc", 0.6)], [])
     again = store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu", "one", "vanilla", 0), [Score("acc", 0.7)], [])
     assert {(r.eval_id, r.experiment, r.seed, r.value) for r in store.scores()} == {
         (b, "two", 0, 0.5), (c, "one", None, 0.6), (again, "one", 0, 0.7)}  # only a's own label was replaced
     assert a not in {b, c, again}
-    assert store.items(checkpoint="ckpt-a", benchmark="mmlu") == _items(2)  # labels share one evaluation
+    assert store.items(checkpoint="ckpt-a", benchmark="mmlu") == item_records(2)  # labels share one evaluation
 
 
 def test_a_superseding_record_replaces_the_labels_runs_on_other_checkpoints(store: ResultsStore,
@@ -222,7 +193,7 @@ def test_a_superseding_record_replaces_the_labels_runs_on_other_checkpoints(stor
 
 def _pipeline_evals(store: ResultsStore, label: tuple, key: str, benchmarks: list[str]) -> list[int]:
     runs = [(EvalRun("ckpt-a", "knowledge", b, *label, {"eval_key": key, "eval_benchmarks": benchmarks}),
-             [Score("acc", 0.1 * (i + 1), stderr=0.01, n=3)], _items(3, b)) for i, b in enumerate(benchmarks)]
+             [Score("acc", 0.1 * (i + 1), stderr=0.01, n=3)], item_records(3, b)) for i, b in enumerate(benchmarks)]
     return store.record_evals(runs)
 
 
@@ -255,17 +226,17 @@ def test_an_incomplete_evaluation_is_not_copied(store: ResultsStore) -> None:
 
 def test_a_failing_write_rolls_back_and_keeps_the_previous_eval(store: ResultsStore) -> None:
     run = EvalRun("ckpt-a", "knowledge", "mmlu")
-    kept = store.record_eval(run, [Score("acc", 0.4)], _items(4))
-    duplicate_ids = _items(3) + _items(1)
+    kept = store.record_eval(run, [Score("acc", 0.4)], item_records(4))
+    duplicate_ids = item_records(3) + item_records(1)
     with pytest.raises(sqlite3.IntegrityError):
         store.record_eval(run, [Score("acc", 0.9)], duplicate_ids)
     with pytest.raises(ValueError, match="NaN"):
-        store.record_eval(run, [Score("acc", float("nan"))], _items(2))
+        store.record_eval(run, [Score("acc", float("nan"))], item_records(2))
     with pytest.raises(ValueError, match="unknown checkpoint"):
-        store.record_eval(EvalRun("never-added", "knowledge", "mmlu"), [Score("acc", 0.1)], _items(2))
+        store.record_eval(EvalRun("never-added", "knowledge", "mmlu"), [Score("acc", 0.1)], item_records(2))
     assert [(r.eval_id, r.value) for r in store.scores()] == [(kept, 0.4)]
     assert len(store.items(kept)) == 4
-    assert _raw(store.path, "SELECT count(*) FROM items") == [(4,)]
+    assert raw_rows(store.path, "SELECT count(*) FROM items") == [(4,)]
 
 
 # ---- concurrency and crashes --------------------------------------------------------------
@@ -304,7 +275,7 @@ def test_readers_see_only_whole_transactions_while_two_writers_write(tmp_path: P
     assert final == {
         (f"ckpt-{w}", f"b{b}"): float(last[b]) for w in range(2) for b in range(WRITER_BENCHMARKS)
     }
-    assert _raw(db, "SELECT count(*) FROM items") == [(2 * WRITER_BENCHMARKS * WRITER_ITEMS,)]
+    assert raw_rows(db, "SELECT count(*) FROM items") == [(2 * WRITER_BENCHMARKS * WRITER_ITEMS,)]
 
 
 def test_a_writer_killed_mid_transaction_leaves_no_partial_rows(tmp_path: Path) -> None:
@@ -312,7 +283,7 @@ def test_a_writer_killed_mid_transaction_leaves_no_partial_rows(tmp_path: Path) 
     run = EvalRun("ckpt", "knowledge", "mmlu")
     with ResultsStore(db) as store:
         store.add_checkpoint("ckpt", tmp_path, "dense", "sha", {})
-        old_id = store.record_eval(run, [Score("acc", 0.25)], _items(3, "old"))
+        old_id = store.record_eval(run, [Score("acc", 0.25)], item_records(3, "old"))
 
     inside = tmp_path / "inside-transaction"
     proc = _spawn("stall", db, inside, 3000)
@@ -327,7 +298,7 @@ def test_a_writer_killed_mid_transaction_leaves_no_partial_rows(tmp_path: Path) 
         # thousands of new items), a reader still sees exactly the old committed state.
         with ResultsStore(db) as store:
             assert [(r.eval_id, r.value) for r in store.scores()] == [(old_id, 0.25)]
-            assert store.items(old_id) == _items(3, "old")
+            assert store.items(old_id) == item_records(3, "old")
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
@@ -336,179 +307,13 @@ def test_a_writer_killed_mid_transaction_leaves_no_partial_rows(tmp_path: Path) 
 
     with ResultsStore(db) as store:
         assert [(r.eval_id, r.value) for r in store.scores()] == [(old_id, 0.25)]
-        assert store.items(old_id) == _items(3, "old")
-        assert _raw(db, "SELECT count(*) FROM items") == [(3,)]
-        assert _raw(db, "SELECT count(*) FROM eval_runs") == [(1,)]
-        assert _raw(db, "PRAGMA integrity_check") == [("ok",)]
+        assert store.items(old_id) == item_records(3, "old")
+        assert raw_rows(db, "SELECT count(*) FROM items") == [(3,)]
+        assert raw_rows(db, "SELECT count(*) FROM eval_runs") == [(1,)]
+        assert raw_rows(db, "PRAGMA integrity_check") == [("ok",)]
         # The dead writer's lock went with it: the next write goes through at once.
-        new_id = store.record_eval(run, [Score("acc", 0.5)], _items(2, "new"))
-        assert store.items(new_id) == _items(2, "new")
-
-
-# ---- schema versions and bad files --------------------------------------------------------
-
-
-def test_a_fresh_store_records_the_current_schema_version(tmp_path: Path) -> None:
-    with ResultsStore.open(tmp_path):
-        pass
-    db = tmp_path / "results.sqlite"
-    assert _raw(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
-    assert _raw(db, "PRAGMA journal_mode") == [("wal",)]
-
-
-def _add_judge_column(conn: sqlite3.Connection) -> None:
-    """A synthetic next migration: the current database is the 'old' one that lacks this column."""
-    conn.execute("ALTER TABLE scores ADD COLUMN judge TEXT NOT NULL DEFAULT 'none'")
-
-
-def test_an_old_database_is_migrated_in_order_and_then_refused_by_older_code(store: ResultsStore) -> None:
-    store.record_eval(EvalRun("ckpt-a", "knowledge", "mmlu"), [Score("acc", 0.4)], _items(2))
-    db = store.path
-    store.close()
-    conn = connect(db)
-    try:
-        assert ensure_schema(conn, db, (*MIGRATIONS, _add_judge_column)) == SCHEMA_VERSION
-        assert ensure_schema(conn, db, (*MIGRATIONS, _add_judge_column)) == SCHEMA_VERSION + 1  # no-op now
-    finally:
-        conn.close()
-    assert _raw(db, "SELECT metric, value, judge FROM scores") == [("acc", 0.4, "none")]
-    assert _raw(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION + 1),)]
-    # This code knows only SCHEMA_VERSION, so the migrated file is now "newer" to it.
-    with pytest.raises(UserError, match="upgrade atax") as caught:
-        ResultsStore(db)
-    assert str(db) in str(caught.value) and "\n" not in str(caught.value)
-
-
-def test_v2_stores_gain_labelled_eval_runs_and_keep_every_row(tmp_path: Path) -> None:
-    db = tmp_path / "old.sqlite"
-    conn = connect(db)
-    try:
-        ensure_schema(conn, db, MIGRATIONS[:2])  # a store written by the previous release
-        conn.execute("INSERT INTO checkpoints VALUES ('c', '/c', 'lora', 'h', '{}', 'now')")
-        for n, bench in enumerate(["mmlu", "arc", "gsm8k"], 1):
-            conn.execute("INSERT INTO eval_runs (checkpoint, suite, benchmark, meta, created_at) "
-                         "VALUES ('c', 'knowledge', ?, '{}', 'now')", (bench,))
-            conn.execute("INSERT INTO scores (eval_id, metric, value) VALUES (?, 'acc', ?)", (n, n / 10))
-            conn.execute("INSERT INTO items (eval_id, item_id, item_hash) VALUES (?, 'q', 'h')", (n,))
-        conn.execute("DELETE FROM eval_runs WHERE id = 3")  # id 3 must never come back
-    finally:
-        conn.close()
-    with ResultsStore(db) as store:
-        assert [(r.eval_id, r.benchmark, r.value) for r in store.scores()] == [(1, "mmlu", 0.1), (2, "arc", 0.2)]
-        assert len(store.items(1)) == 1
-        new = store.record_eval(EvalRun("c", "knowledge", "mmlu", method="vanilla"), [Score("acc", 0.3)], [])
-        assert new == 4 and len(store.scores(benchmark="mmlu")) == 2  # a second label beside the old run
-        store.record_eval(EvalRun("c", "knowledge", "arc"), [Score("acc", 0.5)], [])  # same (empty) label
-        assert [r.value for r in store.scores(benchmark="arc")] == [0.5]
-    assert _raw(db, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
-    assert _raw(db, "PRAGMA foreign_key_check") == [] and _raw(db, "PRAGMA integrity_check") == [("ok",)]
-    assert _raw(db, "SELECT count(*) FROM items") == [(1,)]  # the replaced arc run's item went with it
-
-
-def test_a_failing_migration_leaves_the_old_version_whole(store: ResultsStore) -> None:
-    db = store.path
-    store.close()
-
-    def add_column_then_fail(conn: sqlite3.Connection) -> None:
-        _add_judge_column(conn)
-        raise RuntimeError("migration bug")
-
-    conn = connect(db)
-    try:
-        with pytest.raises(RuntimeError, match="migration bug"):
-            ensure_schema(conn, db, (*MIGRATIONS, add_column_then_fail))
-    finally:
-        conn.close()
-    assert "judge" not in [row[1] for row in _raw(db, "PRAGMA table_info(scores)")]
-    with ResultsStore(db) as reopened:
-        assert reopened.checkpoint("ckpt-a") is not None
-
-
-def test_a_newer_schema_version_is_refused_with_the_file_name(tmp_path: Path) -> None:
-    with ResultsStore.open(tmp_path) as store:
-        db = store.path
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 5),))
-    conn.commit()
-    conn.close()
-    with pytest.raises(UserError, match=f"version {SCHEMA_VERSION + 5}.*upgrade atax") as caught:
-        ResultsStore.open(tmp_path)
-    assert str(db) in str(caught.value)
-
-
-def test_a_file_that_is_not_a_results_database_is_refused(tmp_path: Path) -> None:
-    text = tmp_path / "results.sqlite"
-    text.write_text("method,score\nvanilla,0.5\n" * 50)
-    with pytest.raises(UserError, match="not a SQLite database") as caught:
-        ResultsStore(text)
-    assert str(text) in str(caught.value)
-    assert text.read_text().startswith("method,score")  # left as it was
-
-    foreign = tmp_path / "other.sqlite"
-    conn = sqlite3.connect(foreign)
-    conn.execute("CREATE TABLE runs (id INTEGER)")
-    conn.close()
-    with pytest.raises(UserError, match="not an atax results store") as caught:
-        ResultsStore(foreign)
-    assert str(foreign) in str(caught.value)
-
-
-# ---- export -------------------------------------------------------------------------------
-
-
-def test_dataframes_and_csv_export(store: ResultsStore, tmp_path: Path) -> None:
-    eval_id = store.record_eval(
-        EvalRun("ckpt-a", "knowledge", "arc", method="dtm", seed=1, meta={"backend": "hf"}),
-        [Score("acc", 0.5, 0.01, 100), Score("acc_norm", 0.55)],
-        _items(3),
-    )
-    store.set_job_state("eval-1", "eval", "done")
-
-    scores = store.to_dataframe("scores")
-    assert list(scores.columns) == ["eval_id", "metric", "value", "stderr", "n", "meta"]
-    assert scores["metric"].tolist() == ["acc", "acc_norm"]
-    frame = store.to_dataframe("score_view")
-    assert list(frame.columns) == [
-        "eval_id",
-        "experiment",
-        "checkpoint",
-        "method",
-        "seed",
-        "suite",
-        "benchmark",
-        "metric",
-        "value",
-        "stderr",
-        "n",
-        "meta",
-        "run_meta",
-        "created_at",
-    ]
-    assert frame[["checkpoint", "benchmark", "metric", "value"]].values.tolist() == [
-        ["ckpt-a", "arc", "acc", 0.5],
-        ["ckpt-a", "arc", "acc_norm", 0.55],
-    ]
-    assert frame["run_meta"].tolist() == ['{"backend": "hf"}'] * 2
-    curves = store.to_dataframe("curves")
-    assert list(curves.columns) == ["run_key", "split", "step", "loss", "tokens"] and len(curves) == 0
-    with pytest.raises(UserError, match="unknown results table"):
-        store.to_dataframe("scores; DROP TABLE scores")
-
-    out = tmp_path / "csv"
-    (out).mkdir()
-    (out / "items.csv").write_text("stale\n")
-    written = store.export_csv(out)
-    assert sorted(p.name for p in written) == sorted(f"{name}.csv" for name in EXPORTED)
-    # Nothing else in the directory: no temporary files left behind, the stale file replaced.
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
-    assert (out / "items.csv").read_text().startswith("eval_id,item_id,item_hash,")
-    with (out / "item_view.csv").open(newline="") as handle:
-        item_rows = list(csv.DictReader(handle))
-    assert [(r["eval_id"], r["checkpoint"], r["benchmark"], r["item_id"]) for r in item_rows] == [
-        (str(eval_id), "ckpt-a", "arc", f"{k:05d}") for k in range(3)
-    ]
-    with (out / "jobs.csv").open(newline="") as handle:
-        assert [(r["key"], r["state"]) for r in csv.DictReader(handle)] == [("eval-1", "done")]
+        new_id = store.record_eval(run, [Score("acc", 0.5)], item_records(2, "new"))
+        assert store.items(new_id) == item_records(2, "new")
 
 
 # ---- child processes ----------------------------------------------------------------------
@@ -521,7 +326,7 @@ def _writer(db: str, checkpoint: str, txns: int, n_items: int) -> None:
         for i in range(txns):
             run = EvalRun(checkpoint, "knowledge", f"b{i % WRITER_BENCHMARKS}")
             store.record_eval(
-                run, [Score("acc", float(i)), Score("n_items", n_items)], _items(n_items, str(i))
+                run, [Score("acc", float(i)), Score("n_items", n_items)], item_records(n_items, str(i))
             )
             time.sleep(0.001)  # let the other writer and the reader in between transactions
 
@@ -531,7 +336,7 @@ def _stall(db: str, signal_file: str, n_items: int) -> None:
 
     def items() -> Iterator[ItemRecord]:
         # ~1 KB each, so the uncommitted rows overflow SQLite's page cache into the WAL file.
-        yield from _items(n_items, "partial", size=1000)
+        yield from item_records(n_items, "partial", size=1000)
         Path(signal_file).write_text("inside")
         time.sleep(120)
 
