@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 from conftest import run_atax
+from pipeline_fixtures import InProcessExecutor
 
 from harness.analyze.sweep import sweep_rows
 from harness.config import load_experiment
 from harness.errors import UserError
-from harness.pipeline.jobs import Job
 from harness.pipeline.report import report_dir
 from harness.train.runner import method_data
 
@@ -77,22 +77,6 @@ def test_bad_sweep_exits_2_through_the_cli(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "sweep.data_fraction" in proc.stderr
 
 
-class InProcessExecutor:
-    """The local executor without a subprocess per job: the same worker code, a faster test."""
-
-    def __init__(self) -> None:
-        self.queue: list[Job] = []
-
-    def submit(self, job: Job) -> str:
-        self.queue.append(job)
-        return job.key
-
-    def wait(self, handles: list[str]) -> list[tuple[str, bool, str | None]]:
-        from harness.pipeline.worker import execute
-
-        job = next(j for j in self.queue if j.key in handles)
-        self.queue.remove(job)
-        return [(job.key, *execute(job))]
 
 
 def test_run_trains_each_size_and_draws_the_curve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_fixtures import InProcessExecutor
 
 from harness import registry
 from harness.config import load_experiment
-from harness.pipeline.jobs import Job
 from harness.pipeline.scheduler import Rerun, run_graph
 from harness.pipeline.status import experiment_status
 
@@ -20,22 +20,6 @@ KNOWLEDGE = {"name": "knowledge", "options": {"data_dir": "builtin:toy-knowledge
                                               "benchmarks": ["arc_challenge"]}}
 
 
-class InProcessExecutor:
-    """The local executor without a process per job (the same worker code), to keep the test fast."""
-
-    def __init__(self) -> None:
-        self.queue: list[Job] = []
-
-    def submit(self, job: Job) -> str:
-        self.queue.append(job)
-        return job.key
-
-    def wait(self, handles: list[str]) -> list[tuple[str, bool, str | None]]:
-        from harness.pipeline.worker import execute
-
-        job = next(j for j in self.queue if j.key in handles)
-        self.queue.remove(job)
-        return [(job.key, *execute(job))]
 
 
 def run(path: Path, rerun: Rerun | None = None) -> list[str]:

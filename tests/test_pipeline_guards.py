@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from pipeline_fixtures import InProcessExecutor
 
 from harness.builtin.toy_instructions import generate_toy_instructions
 from harness.config import BaseModelConfig, TrainingConfig, load_experiment
 from harness.data import InstructionRecord
 from harness.errors import UserError
 from harness.method import RunSpec
-from harness.pipeline.jobs import Job, done_marker
+from harness.pipeline.jobs import done_marker
 from harness.store import ResultsStore
 from harness.train.engine import TrainJob, train
 
@@ -34,20 +35,6 @@ def test_a_non_finite_loss_stops_training_with_the_step_and_the_run(tmp_path):
     assert not (tmp_path / "run" / "checkpoint.json").exists()
 
 
-class InProcessExecutor:
-    def __init__(self) -> None:
-        self.queue: list[Job] = []
-
-    def submit(self, job: Job) -> str:
-        self.queue.append(job)
-        return job.key
-
-    def wait(self, handles: list[str]) -> list[tuple[str, bool, str | None]]:
-        from harness.pipeline.worker import execute
-
-        job = next(j for j in self.queue if j.key in handles)
-        self.queue.remove(job)
-        return [(job.key, *execute(job))]
 
 
 def test_the_train_job_is_failed_never_done(tmp_path, monkeypatch):
