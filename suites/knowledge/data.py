@@ -12,6 +12,7 @@ from typing import Any
 
 from harness.atomic import write_text_atomic
 from harness.errors import UserError
+from harness.hub import go_offline_if_unreachable
 from suites.knowledge.benchmarks import DATASETS, Benchmark
 from suites.knowledge.derive import BenchmarkSource
 from suites.knowledge.layout import LocalFiles, check_data_dir, local_files, split_path
@@ -24,6 +25,7 @@ def sources_for(benchmarks: list[Benchmark], data_dir: Path | None, allow_partia
     """One source per benchmark and, per benchmark, what to record about its data."""
     if data_dir is not None:
         return _local_sources(benchmarks, Path(data_dir), allow_partial)
+    go_offline_if_unreachable(log)  # once, before any dataset lookup retries DNS on its own
     sources, meta = [], {}
     for bench in benchmarks:
         dataset = DATASETS[bench.dataset]
