@@ -75,14 +75,15 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def prompt_name(category: str, turn: int) -> str:
-    """FastChat's choice: reference-guided for checkable categories, multi-turn prompt for turn 2."""
-    name = "single-math-v1" if category in NEED_REF_CATEGORIES else "single-v1"
+def prompt_name(category: str, turn: int, guided_everywhere: bool = False) -> str:
+    """FastChat's choice: reference-guided for checkable categories (or every category when asked),
+    multi-turn prompt for turn 2."""
+    name = "single-math-v1" if needs_reference(category, guided_everywhere) else "single-v1"
     return f"{name}-multi-turn" if turn == 2 else name
 
 
-def needs_reference(category: str) -> bool:
-    return category in NEED_REF_CATEGORIES
+def needs_reference(category: str, guided_everywhere: bool = False) -> bool:
+    return guided_everywhere or category in NEED_REF_CATEGORIES
 
 
 def load_judge_prompts(path: Path | None, needed: set[str]) -> tuple[dict[str, JudgePrompt], dict[str, Any]]:

@@ -44,14 +44,14 @@ def judge_prompt_hash(messages: list[dict[str, str]], temperature: float, max_to
 
 
 def judge_jobs(questions: Sequence[Question], answers: dict[int, dict[str, Answer]], prompts: dict[str, JudgePrompt],
-               repeats: int, temperature: float, max_tokens: int) -> list[JudgeJob]:
+               repeats: int, temperature: float, max_tokens: int, guided_everywhere: bool = False) -> list[JudgeJob]:
     """One job per answered (question, turn) and repeat, with FastChat's prompt fields."""
     jobs = []
     for turn, by_question in sorted(answers.items()):
         for question in questions:
             if question.question_id not in by_question:
                 continue
-            name = prompt_name(question.category, turn)
+            name = prompt_name(question.category, turn, guided_everywhere)
             ref = question.reference
             if turn == 1:
                 fields = {"question": question.turns[0], "answer": by_question[question.question_id].text}

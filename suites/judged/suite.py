@@ -59,6 +59,10 @@ class JudgedOptions(PluginOptions):
     judge_model: str = Field(min_length=1, description="Model name the judge endpoint serves.")
     judge_api_key_env: str = Field("OPENAI_API_KEY", min_length=1, description=(
         "Environment variable holding the judge's API key (read at run time, never stored; unset = no key)."))
+    reference_guided: Literal["categories", "all"] = Field("categories", description=(
+        "Which questions are judged with the reference-guided prompt: categories = FastChat's (math, reasoning, "
+        "coding); all = every question (each then needs a reference, e.g. a strong model's answers given as "
+        "reference_answers, as builtin:reference-judge grades only against references)."))
     judge_prompts: Path | None = Field(None, description=(
         "FastChat judge_prompts.jsonl, to reproduce official numbers; default: atax's own prompts."))
     judge_repeats: int = Field(1, ge=1, le=15, description="Judge each answer N times; the median counts.")
@@ -135,14 +139,16 @@ def prepare_judged(suite: str, options: JudgedOptions, ctx: SuiteContext) -> Jud
     reference_file = options.reference_answers or default_reference_file(loaded)
     answers = load_reference_answers(reference_file) if reference_file else None
     questions = with_references(questions, answers)
+    everywhere = options.reference_guided == "all"
     turns = [(q, 1) for q in questions] + [(q, 2) for q in questions if options.second_turn and len(q.turns) > 1]
     lacking = [f"{q.question_id} ({q.category})" for q, turn in turns
-               if needs_reference(q.category) and len(q.reference) < turn]
+               if needs_reference(q.category, everywhere) and len(q.reference) < turn]
     if lacking:
         raise UserError(f"{suite}: question {', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''} is graded "
                         "against a reference answer but has none; pass reference_answers=PATH (FastChat's "
                         "reference_answer/gpt-4.jsonl)")
-    prompts, prompts_meta = load_judge_prompts(options.judge_prompts, {prompt_name(q.category, t) for q, t in turns})
+    needed = {prompt_name(q.category, t, everywhere) for q, t in turns}
+    prompts, prompts_meta = load_judge_prompts(options.judge_prompts, needed)
     JudgeClient(_judge_config(options, None))  # a malformed URL fails here, before any model loads
     if options.second_turn and not any(t == 2 for _, t in turns):
         ctx.log(f"{suite}: no question has a second turn; judging turn 1 only")
@@ -241,7 +247,7 @@ class JudgedPlan:
 
         options = self.options
         jobs = judge_jobs(self.questions, answers, self.prompts, options.judge_repeats, JUDGE_TEMPERATURE,
-                          options.judge_max_tokens)
+                          options.judge_max_tokens, options.reference_guided == "all")
         cached = judgments.cached_judgments(store, options.judge_model, [j.prompt_hash for j in jobs])
         todo = [job for job in jobs if (job.prompt_hash, job.repeat) not in cached]
         label = f"{self.suite} judge"
