@@ -93,3 +93,23 @@ def test_real_questions_end_to_end_with_atax_serve_as_judge(suite: str, shared_d
         meta = store.scores(suite=suite, metric="n_missing")[0].run_meta
     assert meta["questions"]["n"] == 80 and meta["reference_answers"].endswith("reference_answer/gpt-4.jsonl")
     assert meta["judge_prompts"]["source"] == (options.get("judge_prompts") or "atax-v1")
+
+
+def test_reference_guided_all_grades_every_category_against_gpt4s_answers(shared_data: Path) -> None:
+    # The study's instruction-following measure: GPT-4's MT-bench answers as the reference of every question,
+    # graded by the reference-match judge; FastChat's categories rule stays the default.
+    from harness.evaluate.reference_judge import judge_reply
+    from suites.judged.judge_prompts import ATAX_PROMPTS
+
+    base = shared_data / "mtbench/mt_bench"
+    gpt4 = load_reference_answers(base / "model_answer/gpt-4.jsonl")
+    questions = with_references(load_questions(str(base / "question.jsonl")).questions, gpt4)
+    answers = {1: {q.question_id: Answer(q.reference[0], "", 0.0, False) for q in questions}}
+    by_default = judge_jobs(questions, answers, ATAX_PROMPTS, 1, 0.0, 16)
+    assert sum(j.prompt_name == "single-math-v1" for j in by_default) == 30  # math, reasoning, coding
+    everywhere = judge_jobs(questions, answers, ATAX_PROMPTS, 1, 0.0, 16, guided_everywhere=True)
+    assert {j.prompt_name for j in everywhere} == {"single-math-v1"} and len(everywhere) == 80
+    # An answer equal to its reference rates 10 in every category; unguided prompts get no rating.
+    assert {judge_reply(j.messages[1]["content"])[-6:] for j in everywhere} == {"[[10]]"}
+    assert all("no rating" in judge_reply(j.messages[1]["content"])
+               for j in by_default if j.prompt_name == "single-v1")

@@ -124,3 +124,18 @@ def test_response_cache_is_keyed_by_checkpoint(full_run: tuple[dict, Path], fixt
         item = store.items(checkpoint="test-lora-run", benchmark="gsm8k")[0]
         assert item.prediction != "7"
         assert store.scores(checkpoint="test-lora-run")[0].run_meta["target"]["adapter"] == str(lora.resolve())
+
+
+def test_primary_metrics_option_makes_acc_norm_the_stored_primary(full_run: tuple[dict, Path], fixture_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    # Small models' reports use acc_norm for ARC; the option moves the primary flag and the per-item scores.
+    from harness.evaluate.runner import EvalRequest, run_eval
+
+    options = {"benchmarks": ["arc_challenge"], "data_dir": str(fixture_dir), "limit": 1,
+               "primary_metrics": {"arc_challenge": "acc_norm"}}
+    run_eval(EvalRequest("builtin:tiny-llama", "knowledge", options, "hf", {"batch_size": 16}, tmp_path))
+    with ResultsStore.open(tmp_path) as store:
+        scores = store.scores(checkpoint="builtin:tiny-llama", benchmark="arc_challenge")
+        assert [s.metric for s in scores if s.meta.get("primary")] == ["acc_norm"]
+        items = store.items(checkpoint="builtin:tiny-llama", benchmark="arc_challenge")
+        assert items and all(item.score == item.extra["metrics"]["acc_norm"] for item in items)

@@ -169,3 +169,15 @@ def test_experiment_files_validate_the_suite_and_backend_options(tmp_path: Path)
     bad.write_text(base.replace("{OPTIONS}", "{benchmarks: [gsm8k, nope]}"))
     with pytest.raises(UserError, match=r"suites\[0\]\.options\.benchmarks.*unknown benchmark 'nope'"):
         load_experiment(bad)
+
+
+@pytest.mark.parametrize(("primary", "message"), [
+    ({"truthfulqa": "acc_norm"}, "primary_metrics: truthfulqa offers acc, not 'acc_norm'"),
+    ({"mmlu": "acc"}, "primary_metrics: 'mmlu' is not among the benchmarks run (arc_challenge, truthfulqa)"),
+])
+def test_primary_metrics_names_an_offered_metric_of_a_benchmark_run(primary: dict, message: str) -> None:
+    from pydantic import ValidationError
+
+    assert KnowledgeOptions(benchmarks=["arc_challenge"], primary_metrics={"arc_challenge": "acc_norm"})
+    with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        KnowledgeOptions(benchmarks=["arc_challenge", "truthfulqa"], primary_metrics=primary)

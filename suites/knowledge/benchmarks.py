@@ -100,6 +100,9 @@ class Benchmark:
     hub_config: str | None = None  # replaces the stock config's dataset_name when read from the hub
     # A caveat tables print under the benchmark's column, with another stored metric shown beside the primary.
     table_note: dict[str, str] | None = None
+    # Other stored metrics an experiment may make primary (knowledge option primary_metrics), e.g. acc_norm,
+    # which small models' reports use for ARC and OpenBookQA.
+    alternatives: tuple[str, ...] = ()
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -121,9 +124,10 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               note="3-shot chain of thought, exact match after lm-eval's 'the answer is' filter, mean over "
                    "all 27 tasks' items."),
     Benchmark("arc_challenge", "arc_challenge", "arc/arc_challenge.yaml", "arc_challenge", 0, "acc",
-              "multiple_choice", note="0-shot; acc_norm is stored too."),
+              "multiple_choice", note="0-shot; acc_norm is stored too.", alternatives=("acc_norm",)),
     Benchmark("openbookqa", "openbookqa", "openbookqa/openbookqa.yaml", "openbookqa", 0, "acc",
-              "multiple_choice", note="0-shot, question stem only (no fact); acc_norm is stored too."),
+              "multiple_choice", note="0-shot, question stem only (no fact); acc_norm is stored too.",
+              alternatives=("acc_norm",)),
     Benchmark("race", "race", "race/race.yaml", "race", 0, "acc", "multiple_choice",
               note="lm-eval's RACE is the high-school split only (RACE-high; RACE-middle is race_middle) and "
                    "scores one question per article (the last; earlier ones appear answered in the prompt), "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from harness.errors import UserError
 from harness.evaluate.protocols import BenchmarkResult, PluginOptions, SuiteContext
@@ -45,6 +45,9 @@ class KnowledgeOptions(PluginOptions):
                                                            "runs on CPU; changes scores, recorded with them).")
     allow_partial: bool = Field(False, description="With data_dir: run MMLU/BBH on the subjects/tasks present "
                                                    "(recorded) instead of refusing an incomplete copy.")
+    primary_metrics: dict[str, str] = Field({}, description=(
+        "Benchmark -> the stored metric tables and paired tests use instead of its default, e.g. "
+        "{arc_challenge: acc_norm} (ARC-c and OpenBookQA offer acc_norm; chosen before looking at results)."))
 
     @field_validator("data_dir", mode="before")
     @classmethod
@@ -67,6 +70,17 @@ class KnowledgeOptions(PluginOptions):
         if len(set(names)) != len(names):
             raise ValueError("a benchmark is listed twice")
         return names
+
+    @model_validator(mode="after")
+    def _primary_metrics_offered(self) -> KnowledgeOptions:
+        for name, metric in self.primary_metrics.items():
+            if name not in self.benchmarks:
+                raise ValueError(f"primary_metrics: '{name}' is not among the benchmarks run ({', '.join(self.benchmarks)})")
+            bench = BENCHMARKS[name]
+            if metric not in (bench.primary, *bench.alternatives):
+                offered = ", ".join((bench.primary, *bench.alternatives))
+                raise ValueError(f"primary_metrics: {name} offers {offered}, not '{metric}'")
+        return self
 
 
 class KnowledgeSuite:
@@ -207,8 +221,9 @@ class KnowledgePlan:
             bench = source.benchmark
             meta = {**shared, "data": self.data_meta[bench.name], "protocol": bench.note,
                     **({"table_note": bench.table_note} if bench.table_note else {})}
+            primary = self.options.primary_metrics.get(bench.name, bench.primary)
             result = benchmark_result(results, BenchmarkTasks(bench.name, bench.task, source.subtask_names(),
-                                                              bench.primary), meta)
+                                                              primary), meta)
             out.append(_with_executions(result, sandbox_level) if bench.code else result)
         return out
 
