@@ -10,6 +10,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from harness.builtin import resolve_builtin
+from harness.evaluate.item_rows import pack_items
 from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM
 from harness.evaluate.prefix_scoring import plan_prefix_groups
 
@@ -79,6 +80,14 @@ def test_plan_groups_shared_preambles_pooled_rest_and_one_token_contexts() -> No
     assert sorted(i for g in groups for i in g.contexts) == list(range(len(contexts)))
 
 
+def test_pack_items_fills_rows_longest_first_within_the_width() -> None:
+    lengths = [5, 9, 3, 7, 2, 12]
+    rows = pack_items(lengths, 12)
+    assert rows == [[5], [1, 2], [3, 0], [4]]
+    assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
+    assert pack_items([20, 3], 12) == [[0], [1]]  # an item wider than a row gets its own
+
+
 def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None:
     requests = _requests(plain_lm)
     expected = plain_lm.loglikelihood(requests, disable_tqdm=True)
@@ -88,6 +97,9 @@ def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
     # Tiny budgets: many forwards per level, continuation rows split across batches.
     _assert_same(expected, _fast(plain_lm, token_budget=16, kv_budget_bytes=1 << 20).loglikelihood(requests, disable_tqdm=True))
+    # One item per row (no packing), and every item of a group in one long row.
+    for packing in ({"row_tokens": 1}, {"row_tokens": 4096, "token_budget": 4096}):
+        _assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
 
 
 def test_without_prefix_cache_is_lm_evals_path(plain_lm: HFLM) -> None:

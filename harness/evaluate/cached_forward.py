@@ -131,53 +131,19 @@ class CachedForward:
         if not logits and self._keeps_logits:
             kwargs["logits_to_keep"] = 1
         cache = past.cache if past.cache is not None else DynamicCache()
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self.autocast():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              past_key_values=cache, use_cache=True, **kwargs)
         lengths = new_mask.sum(dim=1)
         extended = RowCache(out.past_key_values, mask, past.next_position + lengths)
         return (out.logits if logits else None), extended
 
-    def packed(self, past: RowCache, segments: Sequence[Sequence[Sequence[int]]]) -> tuple[torch.Tensor, list[list[int]]]:
-        """Several continuations per row of `past` in one forward, each seeing the row's past and itself only.
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the model computes in (its autocast dtype, else its weights')."""
+        return self.autocast_dtype or next(self.model.parameters()).dtype
 
-        Row i's segments are laid side by side and masked block-causally (a 4-D mask), each
-        segment's positions starting at the row's next position, so no row's cache is copied per
-        continuation. Returns logits [rows, longest packing, vocab] and each segment's offset.
-        """
-        widths = [sum(len(seg) for seg in row) for row in segments]
-        width = max(widths)
-        rows = len(segments)
-        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
-        segment_of = torch.full((rows, width), -1, dtype=torch.long)
-        offset_in = torch.zeros((rows, width), dtype=torch.long)
-        offsets: list[list[int]] = []
-        for i, row in enumerate(segments):
-            at, starts = 0, []
-            for k, seg in enumerate(row):
-                ids[i, at:at + len(seg)] = torch.tensor(list(seg), dtype=torch.long)
-                segment_of[i, at:at + len(seg)] = k
-                offset_in[i, at:at + len(seg)] = torch.arange(len(seg))
-                starts.append(at)
-                at += len(seg)
-            offsets.append(starts)
-        ids, segment_of, offset_in = ids.to(self.device), segment_of.to(self.device), offset_in.to(self.device)
-        index = torch.arange(width, device=self.device)
-        same = (segment_of[:, :, None] == segment_of[:, None, :]) & (segment_of[:, :, None] >= 0)
-        allowed_new = (same & (index[None, None, :] <= index[None, :, None])) | torch.eye(
-            width, dtype=torch.bool, device=self.device)[None]
-        allowed_past = past.mask.bool()[:, None, :].expand(rows, width, past.length)
-        allowed = torch.cat([allowed_past, allowed_new], dim=2)[:, None]
-        dtype = self.autocast_dtype or next(self.model.parameters()).dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype, device=self.device).masked_fill(~allowed, torch.finfo(dtype).min)
-        positions = past.next_position[:, None] + offset_in
-        cache = past.cache if past.cache is not None else DynamicCache()
-        with torch.no_grad(), self._autocast():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                             past_key_values=cache, use_cache=True)
-        return out.logits, offsets
-
-    def _autocast(self) -> Any:
+    def autocast(self) -> Any:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)

@@ -21,7 +21,8 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, po
 
 from harness.evaluate.cached_forward import BatchTuner, CachedForward, empty_rows, supports_cache
 from harness.evaluate.generation import GenerationRequest, GreedyGenerator
-from harness.evaluate.prefix_scoring import PrefixScorer
+from harness.evaluate.item_rows import ScoringItem, run_items
+from harness.evaluate.prefix_scoring import ROW_TOKENS, PrefixScorer
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,10 @@ _LOGIT_PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "enco
 
 class PrefixCachedHFLM(HFLM):
     def __init__(self, *args: Any, prefix_cache: bool = True, generation_rows: int = 16,
-                 token_budget: int = 512, kv_budget_bytes: int = 512 << 20, **kwargs: Any) -> None:
+                 token_budget: int = 512, kv_budget_bytes: int = 512 << 20, row_tokens: int = ROW_TOKENS,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._row_tokens = row_tokens
         self.engine_paths: dict[str, str] = {}
         self._generation_rows = generation_rows
         self._kv_budget_bytes = kv_budget_bytes
@@ -89,7 +92,8 @@ class PrefixCachedHFLM(HFLM):
             if requests[index][0] is not None:
                 self.cache_hook.add_partial("loglikelihood", requests[index][0], answer)
 
-        scorer = PrefixScorer(self._forward(), self.softmax_dtype, self._tuner, self._kv_budget_bytes)
+        scorer = PrefixScorer(self._forward(), self.softmax_dtype, self._tuner, self._kv_budget_bytes,
+                              self._row_tokens)
         scorer.score([(requests[i][1], requests[i][2]) for i in fits], on_answer=hook)
         return answers
 
@@ -168,28 +172,36 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) -> str | None:
     """None when `tokens` run as the engines run them give a plain forward's log-probabilities; else
     what differs. A cached prefix, then two rows of different lengths (one padded), then each row's
-    rest after the padding: what the scorer and the generator do at every level."""
+    rest after the padding (the generator's steps); and the scorer's packed items: two items in one
+    row and one in another, each a suffix after the prefix and continuations side by side."""
     tokens = (tokens * 6)[: max(6, len(tokens))]
     n = len(tokens)
     q, r = n // 3, 2 * n // 3
     _, prefix = forward(empty_rows(1, forward.device), [tokens[:q]], logits=False)
     if not supports_cache(prefix.cache):
         return f"the model returns a {type(prefix.cache).__name__}, not a plain DynamicCache"
-    _, middle = forward(prefix.select(torch.zeros(2, dtype=torch.long, device=forward.device)),
-                        [tokens[q:r], tokens[q:r - 1]], logits=False)
-    spare = middle.select(torch.arange(2, device=forward.device))  # forward() extends the cache it is given
+    two = torch.zeros(2, dtype=torch.long, device=forward.device)
+    _, middle = forward(prefix.select(two), [tokens[q:r], tokens[q:r - 1]], logits=False)
     logits, _ = forward(middle, [tokens[r:], tokens[r - 1:]])
     assert logits is not None
-    packed, offsets = forward.packed(spare, [[tokens[r:], tokens[r:-1]], [tokens[r - 1:r + 1], tokens[r - 1:]]])
-    with torch.no_grad(), forward._autocast():
+    # (suffix end, segment ends): suffix tokens[q:end], segments tokens[end:segment end]
+    layout = [[(r, (n, n - 1)), (q + 1, (r,))], [(r - 1, (n,))]]
+    items = [[ScoringItem(tokens[q:end], [tokens[end:stop] for stop in stops]) for end, stops in row]
+             for row in layout]
+    packed = run_items(forward, prefix.select(two), items)
+    with torch.no_grad(), forward.autocast():
         plain = model(input_ids=torch.tensor([tokens], device=forward.device)).logits[0]
     expected = F.log_softmax(plain.float(), dim=-1)
     float32 = plain.dtype == torch.float32
     tolerance = {"atol": 1e-3, "rtol": 1e-4} if float32 else {"atol": 0.1, "rtol": 0.02}
     checks = [(logits[0, : n - r], r), (logits[1, : n - r + 1], r - 1)]
-    for row, segments in enumerate((((r, n), (r, n - 1)), ((r - 1, r + 1), (r - 1, n)))):
-        checks += [(packed[row, at:at + end - start], start)
-                   for at, (start, end) in zip(offsets[row], segments, strict=True)]
+    number = 0
+    for row in layout:
+        for end, stops in row:
+            checks.append((packed.logits[packed.last[number]][None], end - 1))
+            starts = zip(packed.segments[number], stops, strict=True)
+            checks += [(packed.logits[at:at + stop - end], end) for at, stop in starts]
+            number += 1
     for got_logits, start in checks:
         got = F.log_softmax(got_logits.float(), dim=-1)
         want = expected[start:start + got.shape[0]]

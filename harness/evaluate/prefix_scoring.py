@@ -1,16 +1,17 @@
 """Log-likelihoods of (context, continuation) token pairs with every shared prefix computed once.
 
 lm-eval's HF model runs context + continuation for every request: the few-shot preamble of a
-task once per choice of every item, the item's own text once per choice. Here requests are
-grouped in three levels and each level is run once, from the cache of the level above:
+task once per choice of every item, the item's own text once per choice. Here each token is run
+once:
 
     group prefix P  (the few-shot preamble shared by a task's items: longest common prefix of
-                     neighbouring contexts in sorted order)             one row
-    context suffix S = context[len(P):-1]    (one row per distinct context, batched)
-    last context token + continuation[:-1]   (one segment per distinct (context, continuation[:-1]);
-                                              a context's segments side by side in its own row under
-                                              a block-causal 4-D mask, so the context's cache is not
-                                              copied per choice; the logits score the continuation)
+                     neighbouring contexts in sorted order)             one row, cached
+    items           (per distinct context: its suffix context[len(P):], then each distinct
+                     continuation[:-1] side by side, under a block mask; `item_rows`), several
+                     items to a row, rows continuing copies of the prefix cache, batched
+
+Only the scored positions (an item's last context token, every continuation-head token) reach the
+output head.
 
 The token ids scored are exactly the ones lm-eval gives (its own encoding of each pair); the
 answer is lm-eval's: (sum of the continuation's log-probabilities, whether greedy decoding
@@ -27,9 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from harness.evaluate.cached_forward import BatchTuner, CachedForward, RowCache, empty_rows
+from harness.evaluate.item_rows import ItemLogits, ScoringItem, pack_items, run_items
 
 # A prefix shorter than this is not worth its own group (its rows are pooled, prefix empty).
 MIN_SHARED_TOKENS = 16
+# Tokens per packed row: more items per row is less padding but more masked-out attention.
+ROW_TOKENS = 256
 
 
 @dataclass
@@ -85,27 +89,20 @@ def plan_prefix_groups(contexts: Sequence[tuple[int, ...]], min_shared: int = MI
     return groups + [g for g in (pooled, single_token) if g.contexts]
 
 
-@dataclass
-class _Row:
-    """One forward row of the last level: a context's last token + a continuation's head."""
-
-    context: int
-    tokens: list[int]
-    requests: list[int]
-
-
 class PrefixScorer:
-    """Scores requests through `forward`, batching rows under `tuner`'s token budget and
-    `kv_budget_bytes` of cached keys/values per forward (the rows' copies of their context cache)."""
+    """Scores requests through `forward`: items packed `row_tokens` to a row, rows batched under
+    `tuner`'s token budget and `kv_budget_bytes` of cached keys/values per forward (the rows' copies of
+    their group's prefix cache)."""
 
     def __init__(self, forward: CachedForward, log_softmax_dtype: torch.dtype | None = None,
-                 tuner: BatchTuner | None = None, kv_budget_bytes: int = 512 << 20, packed: bool = True) -> None:
+                 tuner: BatchTuner | None = None, kv_budget_bytes: int = 512 << 20,
+                 row_tokens: int = ROW_TOKENS) -> None:
         self.forward = forward
-        self.packed = packed  # continuations side by side under a 4-D mask; False: one cache copy per row
         self.log_softmax_dtype = log_softmax_dtype
         self.tuner = tuner or BatchTuner()
         self.kv_budget_bytes = kv_budget_bytes
         self.kv_budget = 8192  # cached positions per forward, until a cache tells its size per position
+        self.row_tokens = row_tokens
 
     def _learn_kv_size(self, past: RowCache) -> None:
         if past.cache is None or not past.rows or not past.length:
@@ -142,96 +139,68 @@ class PrefixScorer:
         if p > 0:
             _, prefix = self.forward(prefix, [list(contexts[group.contexts[0]][:p])], logits=False)
             self._learn_kv_size(prefix)
-        # Longest suffixes first: similar lengths share a forward, little padding.
-        ordered = sorted(group.contexts, key=lambda c: -len(contexts[c]))
-        packing = {c: sum(len(requests[r][1]) for r in by_context[c]) for c in ordered} if self.packed else {}
+        items, heads = [], []
+        for c in group.contexts:
+            head_index: dict[tuple[int, ...], int] = {}
+            for r in by_context[c]:
+                if len(requests[r][1]) > 1:
+                    head_index.setdefault(tuple(requests[r][1][:-1]), len(head_index))
+            items.append(ScoringItem(list(contexts[c][p:]), [list(h) for h in head_index]))
+            heads.append(head_index)
+        lengths = [item.length for item in items]
+        rows = pack_items(lengths, max(self.row_tokens, *lengths))
         start = 0
-        while start < len(ordered):
-            chunk = self._chunk(ordered[start:], contexts, p, packing)
+        while start < len(rows):
+            chunk = self._chunk(rows[start:], lengths, p)
             start += len(chunk)
             past = prefix.select(torch.zeros(len(chunk), dtype=torch.long, device=device))
-            suffixes = [list(contexts[c][p:-1]) for c in chunk]
-            if any(suffixes):
-                began = self.forward.clock()
-                _, past = self.forward(past, suffixes, logits=False)
-                self._learn_kv_size(past)
-                self.tuner.observe(past.rows * max(len(s) for s in suffixes), self.forward.clock() - began)
-            rows = self._rows(chunk, contexts, by_context, requests)
-            slot = {c: i for i, c in enumerate(chunk)}
-            if self.packed:
-                self._score_packed(rows, slot, past, requests, answers, on_answer)
-            else:
-                self._score_rows(rows, slot, past, requests, answers, on_answer)
+            began = self.forward.clock()
+            out = run_items(self.forward, past, [[items[i] for i in row] for row in chunk])
+            order = [i for row in chunk for i in row]
+            self._answer(out, [(group.contexts[i], heads[i]) for i in order], by_context, requests, answers,
+                         on_answer)
+            self.tuner.observe(len(chunk) * max(sum(lengths[i] for i in row) for row in chunk),
+                               self.forward.clock() - began)
 
-    def _chunk(self, candidates: list[int], contexts: list[tuple[int, ...]], p: int,
-               packing: dict[int, int]) -> list[int]:
-        """The next contexts run together: padded tokens within the tuner's budget, cache within kv_budget."""
-        chunk: list[int] = []
-        suffix = packed = 0
-        for c in candidates:
-            suffix = max(suffix, len(contexts[c]) - 1 - p)
-            packed = max(packed, packing.get(c, 0))
+    def _chunk(self, rows: list[list[int]], lengths: list[int], p: int) -> list[list[int]]:
+        """The next rows run together: padded tokens within the tuner's budget, cache within kv_budget."""
+        chunk: list[list[int]] = []
+        width = 0
+        for row in rows:
+            width = max(width, sum(lengths[i] for i in row))
             n = len(chunk) + 1
-            if chunk and (n * max(suffix, packed, 1) > self.tuner.budget or n * (p + suffix) > self.kv_budget):
+            if chunk and (n * width > self.tuner.budget or n * (p + width) > self.kv_budget):
                 break
-            chunk.append(c)
+            chunk.append(row)
         return chunk
 
-    def _score_packed(self, rows: list[_Row], slot: dict[int, int], past: RowCache,
-                      requests: Sequence[tuple[Sequence[int], Sequence[int]]],
-                      answers: list[tuple[float, bool] | None],
-                      on_answer: Callable[[int, tuple[float, bool]], None] | None) -> None:
-        """Every continuation row of a context side by side in that context's row (no cache copies)."""
-        by_slot: list[list[_Row]] = [[] for _ in range(past.rows)]
-        for row in rows:
-            by_slot[slot[row.context]].append(row)
-        began = self.forward.clock()
-        logits, offsets = self.forward.packed(past, [[row.tokens for row in group] for group in by_slot])
-        self.tuner.observe(logits.shape[0] * logits.shape[1], self.forward.clock() - began)
-        for i, group in enumerate(by_slot):
-            for row, at in zip(group, offsets[i], strict=True):
-                row_logprobs = F.log_softmax(logits[i, at:at + len(row.tokens)], dim=-1, dtype=self.log_softmax_dtype)
-                self._answer(row, row_logprobs, requests, answers, on_answer)
-
-    def _answer(self, row: _Row, row_logprobs: torch.Tensor, requests: Sequence[tuple[Sequence[int], Sequence[int]]],
+    def _answer(self, out: ItemLogits, items: list[tuple[int, dict[tuple[int, ...], int]]],
+                by_context: list[list[int]], requests: Sequence[tuple[Sequence[int], Sequence[int]]],
                 answers: list[tuple[float, bool] | None],
                 on_answer: Callable[[int, tuple[float, bool]], None] | None) -> None:
-        greedy = row_logprobs.argmax(dim=-1)
-        for r in row.requests:
-            cont = torch.tensor(requests[r][1], dtype=torch.long, device=row_logprobs.device)
-            picked = row_logprobs[: len(cont)].gather(1, cont[:, None]).squeeze(1)
-            answer = (float(picked.sum()), bool((greedy[: len(cont)] == cont).all()))
+        """Every request of the forward's items from the scored positions' logits (one gather for all)."""
+        logit_rows: list[int] = []
+        tokens: list[int] = []
+        spans: list[tuple[int, int, int]] = []  # (request, first, end) into logit_rows
+        for number, (context, head_index) in enumerate(items):
+            for r in by_context[context]:
+                cont = requests[r][1]
+                first = len(logit_rows)
+                logit_rows.append(out.last[number])
+                if len(cont) > 1:
+                    at = out.segments[number][head_index[tuple(cont[:-1])]]
+                    logit_rows.extend(range(at, at + len(cont) - 1))
+                tokens.extend(cont)
+                spans.append((r, first, len(logit_rows)))
+        # log_softmax as lm-eval computes it: its float32 sum over the vocabulary rounds low (~2e-5 per
+        # token on a 49k vocabulary), which logsumexp would not, and the answers must be lm-eval's.
+        logprobs = F.log_softmax(out.logits, dim=-1, dtype=self.log_softmax_dtype)
+        index = torch.tensor(logit_rows, dtype=torch.long, device=logprobs.device)
+        wanted = torch.tensor(tokens, dtype=torch.long, device=logprobs.device)
+        picked = logprobs[index, wanted].tolist()
+        greedy = (logprobs.argmax(dim=-1)[index] == wanted).tolist()
+        for r, first, end in spans:
+            answer = (float(sum(picked[first:end])), all(greedy[first:end]))
             answers[r] = answer
             if on_answer is not None:
                 on_answer(r, answer)
-
-    @staticmethod
-    def _rows(chunk: list[int], contexts: list[tuple[int, ...]], by_context: list[list[int]],
-              requests: Sequence[tuple[Sequence[int], Sequence[int]]]) -> list[_Row]:
-        rows: dict[tuple[int, tuple[int, ...]], _Row] = {}
-        for c in chunk:
-            for r in by_context[c]:
-                head = tuple(requests[r][1][:-1])
-                row = rows.setdefault((c, head), _Row(c, [contexts[c][-1], *head], []))
-                row.requests.append(r)
-        return sorted(rows.values(), key=lambda row: -len(row.tokens))
-
-    def _score_rows(self, rows: list[_Row], slot: dict[int, int], past: RowCache,
-                    requests: Sequence[tuple[Sequence[int], Sequence[int]]],
-                    answers: list[tuple[float, bool] | None],
-                    on_answer: Callable[[int, tuple[float, bool]], None] | None) -> None:
-        device = self.forward.device
-        start = 0
-        while start < len(rows):
-            longest = len(rows[start].tokens)
-            width = max(1, min(self.tuner.budget // longest, self.kv_budget // max(past.length + longest, 1)))
-            batch = rows[start:start + width]
-            start += len(batch)
-            index = torch.tensor([slot[row.context] for row in batch], dtype=torch.long, device=device)
-            began = self.forward.clock()
-            logits, _ = self.forward(past.select(index), [row.tokens for row in batch])
-            assert logits is not None
-            logprobs = F.log_softmax(logits, dim=-1, dtype=self.log_softmax_dtype)
-            self.tuner.observe(len(batch) * longest, self.forward.clock() - began)
-            for row_logprobs, row in zip(logprobs, batch, strict=True):
-                self._answer(row, row_logprobs, requests, answers, on_answer)
