@@ -57,3 +57,32 @@ def test_the_train_job_is_failed_never_done(tmp_path, monkeypatch):
     with ResultsStore.open(experiment.results_dir) as store:
         assert store.job_states()[train_key].state == "failed"
     assert not list((tmp_path / "res" / "runs").glob("*/checkpoint.json"))
+
+
+def test_a_one_slot_executor_is_given_one_job_at_a_time(tmp_path):
+    # The local executor runs one job at a time: the scheduler hands it one, so "start" (the display's
+    # running job and the duration it prints) means the job began, not that it joined a queue.
+    from harness.pipeline.scheduler import run_graph
+
+    exp = {"name": "slots", "base_model": {"id": "builtin:tiny-llama"},
+           "data": {"source": "builtin:toy-instructions", "max_samples": 16}, "training": TRAINING,
+           "methods": [{"name": "dtm", "options": {"k": 2}}], "suites": [], "results_dir": "res"}
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    experiment = load_experiment(path)
+    running: set[str] = set()
+    most = 0
+
+    def on_event(event, job, error):
+        nonlocal most
+        if event == "start" and job.kind == "train":
+            running.add(job.key)
+            most = max(most, len(running))
+        elif event in ("done", "failed"):
+            running.discard(job.key)
+
+    executor = InProcessExecutor()
+    executor.slots = 1
+    graph = run_graph(experiment, path, experiment.results_dir, executor, on_event=on_event)
+    assert not graph.failed and sum(j.kind == "train" for j in graph.jobs.values()) == 2
+    assert most == 1

@@ -61,9 +61,14 @@ class Loop:
 
         changed = False
         busy = {j.key for j in self.running.values()} | self.waiting
+        # An executor that runs one job at a time (local) takes one at a time, so "start" (the display's
+        # running job and its duration) and the claim mean the job really began, not that it queued.
+        slots = getattr(self.executor, "slots", None)
         for job in self.graph.ready(busy):
             if job.kind == "report" and (self.running or self.waiting):
                 continue  # the report waits for every eval in flight
+            if slots is not None and len(self.running) >= slots and not is_light(job, self.experiment):
+                continue
             if not self.claims.try_claim(job.key):
                 self.waiting.add(job.key)
                 continue

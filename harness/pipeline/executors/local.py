@@ -17,6 +17,7 @@ class LocalOptions(BaseModel):
 
 class LocalExecutor:
     description: ClassVar[str] = "One job at a time on this machine, each in a fresh process."
+    slots: ClassVar[int] = 1  # jobs it runs at once: the scheduler submits no more than this
     Options: ClassVar[type[BaseModel]] = LocalOptions
 
     def __init__(self, options: LocalOptions | None = None, results_dir: Any = None) -> None:
