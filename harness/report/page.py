@@ -133,6 +133,15 @@ def _figures(store: ResultsStore, tables: list[Table], root: Path,
     else:
         notes.append("no trade-off frontier: it needs knowledge and instruction-following scores")
     if knowledge:
+        from harness.report.tax_figure import tax_chart, tax_panels
+
+        deltas = tax_panels(store, knowledge)
+        if deltas:
+            html_parts.append(_img(tax_chart(deltas, figures / "alignment-tax"), root,
+                                   "Alignment tax: each method's knowledge score minus the base model's, with "
+                                   "paired 95% bootstrap intervals on the shared items (left of 0: knowledge lost)"))
+        else:
+            notes.append("no alignment-tax figure: it needs the base model's knowledge scores (a base row)")
         sizes = size_points(store, knowledge)
         if sizes:
             html_parts.append(_img(tax_curve(sizes, figures / "alignment-tax-curve"), root,
