@@ -41,3 +41,11 @@ def test_paper_dry_run_lists_every_job_offline(tmp_path):
     assert "pending  eval     eval base on mt_bench" in lines
     assert "GPU-hours" in lines[-1] and "7.0B model" in lines[-1]
     assert not (tmp_path / "res" / "runs").exists()  # nothing was trained
+
+
+def test_dry_run_counts_the_samples_max_samples_keeps(tmp_path):
+    study = Path(__file__).parent.parent / "experiments" / "smollm2_cpu.yaml"
+    result = run_atax("run", str(study), "--dry-run", "--results", str(tmp_path / "res"))
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.splitlines()[-1]
+    assert "~64k tokens on a 135M model" in last and "160 of 326,154 samples (TULU-v2-mix)" in last, last

@@ -80,8 +80,16 @@ def cost_estimate(experiment: Experiment, train_runs: int) -> str:
         return f"{train_runs} training runs; cost unknown (cannot tell the size of {experiment.base_model.id})"
     hours = train_runs * 6 * params * tokens_per_run / GPU_FLOPS / 3600
     return (f"at most {train_runs} training runs (runs that methods share are trained once) of "
-            f"~{tokens_per_run / 1e6:,.0f}M tokens on a {params / 1e9:.1f}B model: "
+            f"~{_tokens(tokens_per_run)} tokens on a {_params(params)} model: "
             f"~{hours:,.1f} GPU-hours of training (A100 at 40% utilisation; {assumed}); evaluation not included")
+
+
+def _tokens(n: float) -> str:
+    return f"{n / 1e6:,.0f}M" if n >= 1e7 else f"{n / 1e6:,.1f}M" if n >= 1e5 else f"{n / 1e3:,.0f}k"
+
+
+def _params(n: float) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:,.0f}M" if n >= 1e7 else f"{n / 1e6:.1f}M"
 
 
 def _n_samples(experiment: Experiment) -> tuple[int, str]:
@@ -94,8 +102,10 @@ def _n_samples(experiment: Experiment) -> tuple[int, str]:
         n, source = 600, "600 built-in samples"
     else:
         n, source = TULU_FIRST_TURN_SAMPLES, f"assuming {TULU_FIRST_TURN_SAMPLES:,} samples (TULU-v2-mix)"
-    n = min(n, data.max_samples or n, math.ceil(data.data_fraction * n))
-    return n, f"{source}, {ASSUMED_TOKENS_PER_SAMPLE} tokens each"
+    used = min(n, data.max_samples or n, math.ceil(data.data_fraction * n))
+    if used < n:
+        source = f"{used:,} of {source.removeprefix('assuming ')} (max_samples / data_fraction)"
+    return used, f"{source}, {ASSUMED_TOKENS_PER_SAMPLE} tokens each"
 
 
 def _n_params(model_id: str) -> float | None:
