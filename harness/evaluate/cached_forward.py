@@ -17,13 +17,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
+
+from harness.evaluate.grouped_attention import grouped_sdpa
 
 
 @dataclass
@@ -42,21 +44,30 @@ class RowCache:
     def length(self) -> int:
         return int(self.mask.shape[1])
 
-    def select(self, index: torch.Tensor) -> RowCache:
-        """These rows (repeats allowed), as new tensors: the source stays usable."""
+    def select(self, index: torch.Tensor, spare: int = 0) -> RowCache:
+        """These rows (repeats allowed), as new tensors: the source stays usable. With `spare`, the
+        keys/values get room for that many more positions, appended in place (`GrowingLayer`)."""
         cache = None
         if self.cache is not None:
             cache = _cache_from_layers([(layer.keys.index_select(0, index), layer.values.index_select(0, index))
-                                        for layer in self.cache.layers])
+                                        for layer in self.cache.layers], spare)
         return RowCache(cache, self.mask.index_select(0, index), self.next_position.index_select(0, index))
 
+    def keep_first(self, length: int) -> RowCache:
+        """The first `length` positions (the rest dropped; growing layers write there next)."""
+        if self.cache is not None:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
+        return RowCache(self.cache, self.mask[:, :length], self.next_position)
 
-def concat_rows(first: RowCache, second: RowCache) -> RowCache:
+
+def concat_rows(first: RowCache, second: RowCache, spare: int = 0) -> RowCache:
     """Both batches as one: the shorter one's cache padded at its end (zeros, masked)."""
     length = max(first.length, second.length)
     parts = [part for part in (first, second) if part.rows]
     if len(parts) == 1:
-        return parts[0]
+        part = parts[0]
+        return part.select(torch.arange(part.rows, device=part.mask.device), spare) if spare else part
     masks = [F.pad(part.mask, (0, length - part.length)) for part in parts]
     layered = [part for part in parts if part.cache is not None]
     cache = None
@@ -75,7 +86,7 @@ def concat_rows(first: RowCache, second: RowCache) -> RowCache:
                 keys.append(F.pad(own.keys, (0, 0, 0, length - part.length)))
                 values.append(F.pad(own.values, (0, 0, 0, length - part.length)))
             cache_layers.append((torch.cat(keys), torch.cat(values)))
-        cache = _cache_from_layers(cache_layers)
+        cache = _cache_from_layers(cache_layers, spare)
     return RowCache(cache, torch.cat(masks), torch.cat([part.next_position for part in parts]))
 
 
@@ -84,14 +95,50 @@ def empty_rows(rows: int, device: torch.device) -> RowCache:
                     torch.zeros(rows, dtype=torch.long, device=device))
 
 
-def _cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> DynamicCache:
+def _cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], spare: int = 0) -> DynamicCache:
     cache = DynamicCache()
     for keys, values in layers:
-        layer = DynamicLayer()
+        layer = GrowingLayer(spare) if spare else DynamicLayer()
         layer.lazy_initialization(keys, values)
-        layer.keys, layer.values = keys, values
+        if spare:
+            layer.update(keys, values)
+        else:
+            layer.keys, layer.values = keys, values
         cache.layers.append(layer)
     return cache
+
+
+class GrowingLayer(DynamicLayer):
+    """A cache layer whose keys/values are the front of larger buffers: a decode step writes its
+    positions in place instead of copying the whole cache (`torch.cat`) as `DynamicLayer` does."""
+
+    def __init__(self, spare: int) -> None:
+        super().__init__()
+        self.spare = spare
+        self._keys: torch.Tensor | None = None
+        self._values: torch.Tensor | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length = self.get_seq_length()
+        needed = length + key_states.shape[-2]
+        if self._keys is None or needed > self._keys.shape[-2]:
+            self._reserve(needed + self.spare, length, key_states, value_states)
+        assert self._keys is not None and self._values is not None
+        self._keys[..., length:needed, :] = key_states
+        self._values[..., length:needed, :] = value_states
+        self.keys, self.values = self._keys[..., :needed, :], self._values[..., :needed, :]
+        return self.keys, self.values
+
+    def _reserve(self, capacity: int, length: int, new_keys: torch.Tensor, new_values: torch.Tensor) -> None:
+        self._keys = new_keys.new_empty((*new_keys.shape[:-2], capacity, new_keys.shape[-1]))
+        self._values = new_values.new_empty((*new_values.shape[:-2], capacity, new_values.shape[-1]))
+        if length:
+            assert self.keys is not None and self.values is not None
+            self._keys[..., :length, :] = self.keys[..., :length, :]
+            self._values[..., :length, :] = self.values[..., :length, :]
 
 
 def pad_right(sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +178,7 @@ class CachedForward:
         if not logits and self._keeps_logits:
             kwargs["logits_to_keep"] = 1
         cache = past.cache if past.cache is not None else DynamicCache()
-        with torch.no_grad(), self.autocast():
+        with self.running():
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              past_key_values=cache, use_cache=True, **kwargs)
         lengths = new_mask.sum(dim=1)
@@ -142,6 +189,12 @@ class CachedForward:
     def dtype(self) -> torch.dtype:
         """The dtype the model computes in (its autocast dtype, else its weights')."""
         return self.autocast_dtype or next(self.model.parameters()).dtype
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """How the engines run the model: no gradients, its autocast, grouped-query attention in place."""
+        with torch.no_grad(), self.autocast(), grouped_sdpa():
+            yield
 
     def autocast(self) -> Any:
         if self.autocast_dtype is None:
@@ -158,7 +211,8 @@ class CachedForward:
 
 def supports_cache(cache: Any) -> bool:
     """Whether a forward's returned cache is one `RowCache` can select rows of."""
-    return isinstance(cache, DynamicCache) and all(type(layer) is DynamicLayer for layer in cache.layers)
+    return isinstance(cache, DynamicCache) and all(type(layer) in (DynamicLayer, GrowingLayer)
+                                                   for layer in cache.layers)
 
 
 class BatchTuner:

@@ -139,7 +139,7 @@ def forward_kept(forward: CachedForward, keep: torch.Tensor, **inputs: Any) -> t
 
     handle = head.register_forward_pre_hook(gather) if isinstance(head, torch.nn.Module) else None
     try:
-        with torch.no_grad(), forward.autocast():
+        with forward.running():
             logits = model(**inputs).logits
     finally:
         if handle is not None:
