@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -231,14 +232,81 @@ def test_losing_a_concurrent_first_build_keeps_the_winner(tmp_path: Path):
 
 def test_unknown_builtin_names_raise_user_error(cache: Path):
     assert is_builtin("builtin:tiny-llama") and is_builtin("builtin:xyz") and not is_builtin("gpt2")
-    assert builtin_names() == ["builtin:tiny-llama", "builtin:toy-instructions", "builtin:toy-corpus",
+    assert builtin_names() == ["builtin:tiny-llama", "builtin:tiny-llama-pretrained",
+                               "builtin:toy-instructions", "builtin:toy-corpus", "builtin:toy-facts",
                                "builtin:smollm2-135m-instruct"]
     assert all(name.startswith(BUILTIN_PREFIX) for name in builtin_names())
-    expected = ("unknown built-in 'builtin:xyz'; known: builtin:tiny-llama, builtin:toy-instructions, "
-                "builtin:toy-corpus, builtin:smollm2-135m-instruct")
+    expected = ("unknown built-in 'builtin:xyz'; known: builtin:tiny-llama, builtin:tiny-llama-pretrained, "
+                "builtin:toy-instructions, builtin:toy-corpus, builtin:toy-facts, "
+                "builtin:smollm2-135m-instruct")
     with pytest.raises(UserError) as error:
         resolve_builtin("builtin:xyz")
     assert str(error.value) == expected
     with pytest.raises(UserError, match="unknown built-in 'tiny-llama'"):
         resolve_builtin("tiny-llama")
     assert not (cache / "builtin" / "xyz-v1").exists()
+
+
+# --- the pretrained tiny model and its facts -----------------------------------------------------------
+
+# The session's cache (conftest sets it before this module loads; the `cache` fixture above swaps in its own
+# for a while): the pretrained model is built there once and shared with the quick-start test.
+SESSION_CACHE = Path(os.environ["ATAX_CACHE"])
+
+
+def test_pretraining_is_deterministic_and_changes_the_weights(tmp_path: Path):
+    from harness.builtin.pretrain_recipe import PretrainRecipe
+    from harness.builtin.pretrained import build_tiny_llama_pretrained
+
+    short = PretrainRecipe(steps=3, batch_size=2, seq_len=32, warmup_steps=1)
+    first = _file_hashes(build_tiny_llama_pretrained(tmp_path / "first", short))
+    again = _file_hashes(build_tiny_llama_pretrained(tmp_path / "again", short))
+    start = _file_hashes(build_tiny_llama(tmp_path / "start", seed=short.seed))
+    assert again == first, "the same recipe must give byte-identical files"
+    assert first["model.safetensors"] != start["model.safetensors"], "pretraining must change the weights"
+    assert first["tokenizer.json"] == start["tokenizer.json"], "the tiny Llama's tokenizer, unchanged"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no staging left behind"
+
+
+@pytest.mark.slow
+def test_pretrained_builtin_is_built_once_under_a_lock_and_knows_facts():
+    """The full recipe, in the session's cache (shared with the quick-start test): resolved twice, built
+    once."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from harness.builtin.toy_facts import toy_facts
+
+    path = resolve_builtin("builtin:tiny-llama-pretrained", cache=SESSION_CACHE)
+    weights = path / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    assert resolve_builtin("builtin:tiny-llama-pretrained", cache=SESSION_CACHE) == path
+    assert weights.stat().st_mtime_ns == mtime, "second resolve must not rebuild"
+    assert path.with_name(path.name + ".lock").is_file()
+    tokenizer, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+
+    def loss(text: str) -> float:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            return float(model(ids, labels=ids).loss)
+
+    # Its facts are far likelier than the same sentences with a wrong value.
+    facts = toy_facts()[:24]
+    true = [loss(f.sentence) for f in facts]
+    wrong = [next(v for v in f.relation.values if v != f.value) for f in facts]
+    false = [loss(f.relation.state(f.town, value)) for f, value in zip(facts, wrong, strict=True)]
+    assert sum(t < f for t, f in zip(true, false, strict=True)) >= 20, (true, false)
+
+
+def test_toy_facts_are_deterministic_and_the_corpus_states_every_one():
+    from harness.builtin.toy_facts import N_TOWNS, RELATIONS, pretraining_documents, toy_facts
+
+    facts = toy_facts()
+    assert facts == toy_facts() and len(facts) == N_TOWNS * len(RELATIONS)
+    assert len({f.town for f in facts}) == N_TOWNS
+    corpus = "\n".join(pretraining_documents(facts))
+    for fact in facts:
+        assert fact.sentence in corpus and f"Question: {fact.question}\nAnswer: {fact.value}" in corpus
+    corpus_file = resolve_builtin("builtin:toy-facts", cache=SESSION_CACHE)
+    rows = [json.loads(line) for line in corpus_file.read_text().splitlines()]
+    assert [r["text"] for r in rows] == pretraining_documents(facts)

@@ -1,19 +1,28 @@
-"""Resolve `builtin:<name>` references (the tiny model, toy data, SmolLM2) to files built locally on first use.
+"""Resolve `builtin:<name>` references (the tiny models, toy data, SmolLM2) to files built locally on first use.
 
 Import-cheap on purpose: the CLI imports this for --help, so torch and transformers load only on a build.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from harness.builtin.pretrain_recipe import RECIPE
+from harness.builtin.toy_facts import FACTS_VERSION, write_facts_corpus
 from harness.errors import UserError
 from harness.paths import cache_dir
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock
+    fcntl = None  # type: ignore[assignment]
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -25,6 +34,28 @@ def _build_tiny_llama(final: Path) -> None:
     from harness.builtin.tiny_model import build_tiny_llama
 
     _publish_dir(final, build_tiny_llama)
+
+
+def _build_tiny_llama_pretrained(final: Path) -> None:
+    from harness.builtin.pretrained import build_tiny_llama_pretrained
+
+    # Pretraining takes a while: concurrent first users wait for one build instead of each running it.
+    with _build_lock(final):
+        if not final.exists():
+            _publish_dir(final, build_tiny_llama_pretrained)
+
+
+def _pretrained_name() -> str:
+    recipe = hashlib.sha256(RECIPE.key().encode()).hexdigest()[:10]
+    return f"tiny-llama-pretrained-{_VERSION}-facts{FACTS_VERSION}-{recipe}"
+
+
+def _facts_corpus_name() -> str:
+    return f"toy-facts-{_VERSION}-facts{FACTS_VERSION}-seed{RECIPE.seed}-rounds{RECIPE.rounds}.jsonl"
+
+
+def _build_toy_facts(final: Path) -> None:
+    write_facts_corpus(final, seed=RECIPE.seed, rounds=RECIPE.rounds)
 
 
 def _build_toy_instructions(final: Path) -> None:
@@ -43,8 +74,10 @@ def _build_toy_corpus(final: Path) -> None:
 # name -> (file or directory name in the cache, builder that writes it atomically)
 _BUILTINS: dict[str, tuple[str, Callable[[Path], None]]] = {
     "tiny-llama": (f"tiny-llama-{_VERSION}", _build_tiny_llama),
+    "tiny-llama-pretrained": (_pretrained_name(), _build_tiny_llama_pretrained),
     "toy-instructions": (f"toy-instructions-{_VERSION}.jsonl", _build_toy_instructions),
     "toy-corpus": (f"toy-corpus-{_VERSION}.jsonl", _build_toy_corpus),
+    "toy-facts": (_facts_corpus_name(), _build_toy_facts),
 }
 
 
@@ -90,6 +123,21 @@ def resolve_builtin(ref: str, cache: Path | None = None) -> Path:
         final.parent.mkdir(parents=True, exist_ok=True)
         build(final)
     return final
+
+
+@contextlib.contextmanager
+def _build_lock(final: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `final`'s lock file (a sibling) for one build; no lock where the OS has
+    no flock (the staging rename below still keeps a half-built `final` from ever being seen)."""
+    if fcntl is None:
+        yield
+        return
+    with open(final.with_name(final.name + ".lock"), "a+b") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _publish_dir(final: Path, build: Callable[[Path], object]) -> None:

@@ -2,7 +2,11 @@
 knowledge suite runs offline with no third-party text: `data_dir: builtin:toy-knowledge`.
 
 Every question, passage and program is invented (seeded); the shapes (columns, types, answer
-encodings) are the hub datasets'. Scores on it mean nothing; it exists to exercise the plumbing.
+encodings) are the hub datasets'. `builtin:toy-knowledge` (`write_toy_knowledge`) asks its multiple-choice
+benchmarks (MMLU, ARC, OpenBookQA, RACE, TruthfulQA) about the invented facts of
+`harness.builtin.toy_facts`, which `builtin:tiny-llama-pretrained` learned, so a model that knows them
+scores above chance; GSM8K, BBH, HumanEval and MBPP get small invented arithmetic and code items.
+`write_fixture_data` is the smaller fixture tests use (a few items each, no facts).
 """
 
 from __future__ import annotations
@@ -12,19 +16,21 @@ import random
 from pathlib import Path
 
 from harness.atomic import atomic_dir
+from harness.builtin.toy_facts import FACTS_VERSION, Fact, options, toy_facts
 from harness.paths import cache_dir
 from suites.knowledge.benchmarks import BBH_TASKS, MMLU_SUBJECTS
 
 TOY_DATA = "builtin:toy-knowledge"
-_VERSION = "v1"  # bump when the generator changes, so stale caches are not reused
+_VERSION = "v2"  # bump when the generator changes, so stale caches are not reused
+FACT_ITEMS = 48  # questions per fact benchmark (ARC, OpenBookQA, TruthfulQA, RACE); MMLU: one per subject
 
 
 def toy_data_dir() -> Path:
     """The toy data directory, written on first use into the atax cache."""
-    final = cache_dir() / "builtin" / f"toy-knowledge-{_VERSION}"
+    final = cache_dir() / "builtin" / f"toy-knowledge-{_VERSION}-facts{FACTS_VERSION}"
     if not final.is_dir():
         with atomic_dir(final.with_name(final.name + ".build")) as tmp:
-            write_fixture_data(tmp)
+            write_toy_knowledge(tmp)
         try:
             final.with_name(final.name + ".build").rename(final)
         except OSError:  # another process published it first: keep theirs
@@ -90,10 +96,20 @@ def _choices(rng: random.Random, correct: str, wrong: list[str]) -> tuple[list[s
     return options, options.index(correct)
 
 
+def _write_math_and_code(root: Path) -> None:
+    _write(root / "gsm8k" / "test.jsonl", gsm8k_rows())
+    for task in BBH_TASKS:
+        _write(root / "bbh" / task / "test.jsonl",
+               [{"input": f"Is {i} smaller than {i + 1} in the {task.replace('_', ' ')} sense?", "target": "True"}
+                for i in range(2)])
+    _write(root / "humaneval" / "test.jsonl", humaneval_rows())
+    _write(root / "mbpp" / "test.jsonl", mbpp_rows())
+
+
 def write_fixture_data(root: Path, seed: int = 0) -> Path:
     """Write every dataset of the knowledge suite under `root` (a few items each); return `root`."""
     rng = random.Random(seed)
-    _write(root / "gsm8k" / "test.jsonl", gsm8k_rows())
+    _write_math_and_code(root)
     for subject in MMLU_SUBJECTS:
         for split, n in (("dev", 5), ("test", 2)):
             rows = []
@@ -103,10 +119,6 @@ def write_fixture_data(root: Path, seed: int = 0) -> Path:
                 rows.append({"question": f"In {subject.replace('_', ' ')}, what is {a} doubled? ({split} {i})",
                              "subject": subject, "choices": options, "answer": answer})
             _write(root / "mmlu" / subject / f"{split}.jsonl", rows)
-    for task in BBH_TASKS:
-        _write(root / "bbh" / task / "test.jsonl",
-               [{"input": f"Is {i} smaller than {i + 1} in the {task.replace('_', ' ')} sense?", "target": "True"}
-                for i in range(2)])
     arc, obqa, tqa = [], [], []
     for i in range(3):
         name = NAMES[i]
@@ -134,6 +146,78 @@ def write_fixture_data(root: Path, seed: int = 0) -> Path:
         race.append({"article": f"{name} lives in a small house with a blue door and keeps two {THINGS[i]}.",
                      "problems": repr(problems), "example_id": f"fixture{i}.txt"})
     _write(root / "race" / "test.jsonl", race)
-    _write(root / "humaneval" / "test.jsonl", humaneval_rows())
-    _write(root / "mbpp" / "test.jsonl", mbpp_rows())
+    return root
+
+
+# ---- builtin:toy-knowledge: questions about the invented facts ----------------------------------
+
+
+def _lettered(fact: Fact, rng: random.Random) -> tuple[list[str], str]:
+    choices, answer = options(fact, rng)
+    return choices, "ABCD"[answer]
+
+
+def _mmlu_rows(subject: str, facts: list[Fact], rng: random.Random) -> list[dict]:
+    rows = []
+    for fact in facts:
+        choices, answer = options(fact, rng)
+        rows.append({"question": fact.question, "subject": subject, "choices": choices, "answer": answer})
+    return rows
+
+
+def _arc_row(n: int, fact: Fact, rng: random.Random) -> dict:
+    choices, letter = _lettered(fact, rng)
+    return {"id": f"Toy_{n}", "question": fact.question, "choices": {"text": choices, "label": list("ABCD")},
+            "answerKey": letter}
+
+
+def _obqa_row(n: int, fact: Fact, rng: random.Random) -> dict:
+    # OpenBookQA's stems are sentence beginnings the answer completes: the fact's sentence up to its value.
+    choices, letter = _lettered(fact, rng)
+    return {"id": f"{n}-toy", "question_stem": fact.relation.stem(fact.town),
+            "choices": {"text": choices, "label": list("ABCD")}, "answerKey": letter}
+
+
+def _truthfulqa_row(fact: Fact, rng: random.Random) -> dict:
+    # lm-eval scores MC1 with the true answer first; the answers are whole sentences, as in TruthfulQA.
+    wrong = [fact.relation.state(fact.town, v) for v in rng.sample([v for v in fact.relation.values
+                                                                    if v != fact.value], 3)]
+    choices = [fact.sentence, *wrong]
+    return {"question": fact.question, "mc1_targets": {"choices": choices, "labels": [1, 0, 0, 0]},
+            "mc2_targets": {"choices": choices, "labels": [1, 0, 0, 0]}}
+
+
+def _race_row(n: int, town_facts: list[Fact], rng: random.Random) -> dict:
+    """An article stating a town's facts; lm-eval shows the first problem answered and scores the last,
+    a sentence to complete (RACE's `_`-free cloze form)."""
+    sentences = [f.sentence for f in town_facts]
+    rng.shuffle(sentences)
+    shown, asked = rng.sample(town_facts, 2)
+    problems = []
+    for fact, question in ((shown, shown.question), (asked, asked.relation.stem(asked.town))):
+        choices, letter = _lettered(fact, rng)
+        problems.append({"answer": letter, "options": choices, "question": question})
+    return {"article": " ".join(sentences), "problems": repr(problems), "example_id": f"toy{n}.txt"}
+
+
+def write_toy_knowledge(root: Path, seed: int = 0) -> Path:
+    """Write `builtin:toy-knowledge` under `root` (see the module docstring); return `root`."""
+    rng = random.Random(seed)
+    facts = toy_facts()
+    pool = facts[:]
+    rng.shuffle(pool)
+    arc, obqa, tqa = (pool[i * FACT_ITEMS:(i + 1) * FACT_ITEMS] for i in range(3))
+    mmlu_test = pool[3 * FACT_ITEMS:3 * FACT_ITEMS + len(MMLU_SUBJECTS)]
+    for n, subject in enumerate(MMLU_SUBJECTS):
+        _write(root / "mmlu" / subject / "test.jsonl", _mmlu_rows(subject, mmlu_test[n:n + 1], rng))
+        _write(root / "mmlu" / subject / "dev.jsonl", _mmlu_rows(subject, rng.sample(facts, 5), rng))
+    _write(root / "arc_challenge" / "test.jsonl", [_arc_row(n, f, rng) for n, f in enumerate(arc)])
+    _write(root / "openbookqa" / "test.jsonl", [_obqa_row(n, f, rng) for n, f in enumerate(obqa)])
+    _write(root / "truthfulqa" / "validation.jsonl", [_truthfulqa_row(f, rng) for f in tqa])
+    by_town: dict[str, list[Fact]] = {}
+    for fact in facts:
+        by_town.setdefault(fact.town, []).append(fact)
+    race_towns = rng.sample(sorted(by_town), FACT_ITEMS)
+    _write(root / "race" / "test.jsonl", [_race_row(n, by_town[t], rng) for n, t in enumerate(race_towns)])
+    _write_math_and_code(root)
     return root
