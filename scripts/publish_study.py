@@ -4,7 +4,7 @@
 
 writes OUT/results.sqlite (a compacted copy of the store: `atax report` reproduces the report from it),
 OUT/report/ (`atax report --results OUT --out OUT/report --experiment NAME`: tables md/tex/csv/html,
-figures, index.html), OUT/export/*.csv (every store table; item_view.csv is the per-item records),
+figures, index.html), OUT/export/*.csv (the store's tables; item_view.csv is the per-item records with their runs),
 OUT/experiment.yaml (the exact file that ran), OUT/versions.json (packages and the code's commit) and
 OUT/wall_times.csv (each job's own run time from its done-marker, by kind and in all). Checkpoints
 stay where they are: they are the results directory's, not git's.
@@ -95,6 +95,7 @@ def main() -> int:
 
     with ResultsStore.open(args.out) as store:
         store.export_csv(args.out / "export")
+    (args.out / "export" / "items.csv").unlink()  # item_view.csv has the same items, with their runs' columns
     # The page's "generated" stamp is fixed (SOURCE_DATE_EPOCH, recorded in versions.json), so that
     # `atax report` with the same epoch reproduces the report byte for byte from OUT/results.sqlite.
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(found["report_epoch"])}
