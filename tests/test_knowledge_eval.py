@@ -126,8 +126,8 @@ def test_response_cache_is_keyed_by_checkpoint(full_run: tuple[dict, Path], fixt
         assert store.scores(checkpoint="test-lora-run")[0].run_meta["target"]["adapter"] == str(lora.resolve())
 
 
-def test_primary_metrics_option_makes_acc_norm_the_stored_primary(full_run: tuple[dict, Path], fixture_dir: Path,
-                                                                  tmp_path: Path) -> None:
+def test_primary_metrics_option_makes_acc_norm_the_stored_primary(full_run: tuple[dict, Path],
+                                                                  fixture_dir: Path, tmp_path: Path) -> None:
     # Small models' reports use acc_norm for ARC; the option moves the primary flag and the per-item scores.
     from harness.evaluate.runner import EvalRequest, run_eval
 

@@ -30,19 +30,21 @@ def test_atax_report_reproduces_the_published_report(tmp_path: Path) -> None:
     store.mkdir(parents=True)
     (store / "results.sqlite").write_bytes((published / "results.sqlite").read_bytes())
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "harness", "report", "--results", str(PUBLISHED), "--out", str(out),
-                           "--experiment", "smollm2-cpu", "--title", "atax: SmolLM2-135M-Instruct on a 2-core CPU"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=1800,
+    command = [sys.executable, "-m", "harness", "report", "--results", str(PUBLISHED), "--out", str(out),
+               "--experiment", "smollm2-cpu", "--title", "atax: SmolLM2-135M-Instruct on a 2-core CPU"]
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
     assert proc.returncode == 0, proc.stderr
     assert _files(out) == _files(published / "report")
-    different = [str(p) for p in _files(out) if not filecmp.cmp(out / p, published / "report" / p, shallow=False)]
+    different = [str(p) for p in _files(out)
+                 if not filecmp.cmp(out / p, published / "report" / p, shallow=False)]
     assert not different, f"regenerated files differ from the published ones: {different}"
 
 
 def test_published_tables_have_the_rows_the_readme_reads() -> None:
     table = (ROOT / PUBLISHED / "report" / "tables" / "knowledge.md").read_text()
-    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    rows = {line.split("|")[1].strip() for line in table.splitlines()
+            if line.startswith("| ") and "---" not in line}
     assert {"base", "vanilla", "dtm", "l2", "replay", "uniform_soup", "scaled_vanilla[alpha=0.5]"} <= rows
     figures = {p.name for p in (ROOT / PUBLISHED / "report" / "figures").iterdir()}
     assert {"frontier.png", "alignment-tax.png"} <= figures

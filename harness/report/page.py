@@ -22,6 +22,7 @@ from harness.report.assets import CSS, JS
 from harness.report.from_store import TableOptions, build_tables
 from harness.report.render import to_csv, to_html, to_latex, to_markdown
 from harness.report.table import Table
+from harness.report.tax_figure import tax_chart, tax_panels
 from harness.stats.compare import cell_test
 from harness.stats.corrections import adjust
 from harness.stats.joins import primary_runs
@@ -134,13 +135,11 @@ def _figures(store: ResultsStore, tables: list[Table], root: Path,
     else:
         notes.append("no trade-off frontier: it needs knowledge and instruction-following scores")
     if knowledge:
-        from harness.report.tax_figure import tax_chart, tax_panels
-
         deltas = tax_panels(store, knowledge)
         if deltas:
-            html_parts.append(_img(tax_chart(deltas, figures / "alignment-tax"), root,
-                                   "Alignment tax: each method's knowledge score minus the base model's, with "
-                                   "paired 95% bootstrap intervals on the shared items (left of 0: knowledge lost)"))
+            caption = ("Alignment tax: each method's knowledge score minus the base model's, with paired 95% "
+                       "bootstrap intervals on the shared items (left of 0: knowledge lost)")
+            html_parts.append(_img(tax_chart(deltas, figures / "alignment-tax"), root, caption))
         else:
             notes.append("no alignment-tax figure: it needs the base model's knowledge scores (a base row)")
         sizes = size_points(store, knowledge)

@@ -35,7 +35,8 @@ def tax_panels(store: ResultsStore, knowledge: Table, seed: int = 0) -> dict[str
             continue
         deltas = []
         for column in knowledge.columns:
-            runs, base_runs = row.provenance.get("runs", {}).get(column.key), base.provenance["runs"].get(column.key)
+            runs = row.provenance.get("runs", {}).get(column.key)
+            base_runs = base.provenance["runs"].get(column.key)
             if not runs or not base_runs:
                 continue
             paired = paired_scores(store, runs, base_runs)
@@ -56,7 +57,8 @@ def tax_panels(store: ResultsStore, knowledge: Table, seed: int = 0) -> dict[str
 def _mean(method: str, deltas: Sequence[BarPoint]) -> BarPoint:
     """Mean of the benchmarks' differences; half-width sqrt(sum of half-widths^2) / k (independent items)."""
     mean = sum(d.score for d in deltas) / len(deltas)
-    half = math.sqrt(sum(((d.ci_high - d.ci_low) / 2) ** 2 for d in deltas)) / len(deltas)  # type: ignore[operator]
+    halves = [(d.ci_high - d.ci_low) / 2 for d in deltas]  # type: ignore[operator]
+    half = math.sqrt(sum(h * h for h in halves)) / len(deltas)
     return BarPoint(method, mean, mean - half, mean + half)
 
 

@@ -44,7 +44,8 @@ def judge_prompt_hash(messages: list[dict[str, str]], temperature: float, max_to
 
 
 def judge_jobs(questions: Sequence[Question], answers: dict[int, dict[str, Answer]], prompts: dict[str, JudgePrompt],
-               repeats: int, temperature: float, max_tokens: int, guided_everywhere: bool = False) -> list[JudgeJob]:
+               repeats: int, temperature: float, max_tokens: int,
+               guided_everywhere: bool = False) -> list[JudgeJob]:
     """One job per answered (question, turn) and repeat, with FastChat's prompt fields."""
     jobs = []
     for turn, by_question in sorted(answers.items()):

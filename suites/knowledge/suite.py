@@ -75,7 +75,8 @@ class KnowledgeOptions(PluginOptions):
     def _primary_metrics_offered(self) -> KnowledgeOptions:
         for name, metric in self.primary_metrics.items():
             if name not in self.benchmarks:
-                raise ValueError(f"primary_metrics: '{name}' is not among the benchmarks run ({', '.join(self.benchmarks)})")
+                run = ", ".join(self.benchmarks)
+                raise ValueError(f"primary_metrics: '{name}' is not among the benchmarks run ({run})")
             bench = BENCHMARKS[name]
             if metric not in (bench.primary, *bench.alternatives):
                 offered = ", ".join((bench.primary, *bench.alternatives))
