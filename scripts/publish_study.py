@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.pipeline.jobs import jobs_dir, read_marker
 from harness.store import ResultsStore
 
 PACKAGES = ("atax", "torch", "transformers", "peft", "lm_eval", "datasets", "accelerate", "numpy", "scipy",
@@ -58,12 +59,12 @@ def versions(repo: Path) -> dict[str, object]:
 def wall_times(results: Path) -> str:
     """kind,job,seconds per done job (sorted by kind, then label), then one total line per kind."""
     rows, totals = [], defaultdict(float)
-    for marker in sorted((results / "jobs").glob("*.done.json")):
-        data = json.loads(marker.read_text(encoding="utf-8"))
-        if data.get("seconds") is None:
+    for path in sorted(jobs_dir(results).glob("*.done.json")):
+        marker = read_marker(path)
+        if marker is None or marker.seconds is None:
             continue
-        rows.append((data.get("kind", ""), data["job"], float(data["seconds"])))
-        totals[data.get("kind", "")] += float(data["seconds"])
+        rows.append((marker.kind, marker.job, marker.seconds))
+        totals[marker.kind] += marker.seconds
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["kind", "job", "seconds"])

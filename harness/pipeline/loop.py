@@ -67,7 +67,8 @@ class Loop:
         for job in self.graph.ready(busy):
             if job.kind == "report" and (self.running or self.waiting):
                 continue  # the report waits for every eval in flight
-            if slots is not None and len(self.running) >= slots and not is_light(job, self.experiment):
+            light = is_light(job, self.experiment)  # builds the method: once per job and pass
+            if slots is not None and len(self.running) >= slots and not light:
                 continue
             if not self.claims.try_claim(job.key):
                 self.waiting.add(job.key)
@@ -81,7 +82,7 @@ class Loop:
                 job = replace(job, spec={**job.spec, "rerun": True})
             self.finder.executed.add(job.key)
             self.on_event("start", job, None)
-            if is_light(job, self.experiment):
+            if light:
                 self._finish(job, *execute(job))
                 changed = True
             else:

@@ -63,16 +63,23 @@ def bar_panels(table: Table) -> dict[str, list[BarPoint]]:
             for c in table.columns}
 
 
+def mean_with_interval(values: Sequence[float],
+                       intervals: Sequence[tuple[float, float]]) -> tuple[float, tuple[float, float]]:
+    """Mean of k estimates and its CI: half-width sqrt(sum of half-widths^2) / k (independent estimates)."""
+    mean = float(np.mean(values))
+    half = math.sqrt(sum(((high - low) / 2) ** 2 for low, high in intervals)) / len(intervals)
+    return mean, (mean - half, mean + half)
+
+
 def _mean_with_ci(row: Row, table: Table) -> tuple[float, tuple[float, float] | None] | None:
-    """Mean over the table's columns; CI half-width sqrt(sum of half-widths^2) / k (independent columns)."""
+    """Mean over the table's columns, with `mean_with_interval`'s CI when every column has one."""
     cells = [row.cell(c.key) for c in table.columns]
     if not cells or any(c.value is None for c in cells):
         return None
-    mean = float(np.mean([c.value for c in cells]))
+    values = [c.value for c in cells]
     if any(c.ci is None for c in cells):
-        return mean, None
-    half = math.sqrt(sum(((c.ci[1] - c.ci[0]) / 2) ** 2 for c in cells)) / len(cells)  # type: ignore[index]
-    return mean, (mean - half, mean + half)
+        return float(np.mean(values)), None
+    return mean_with_interval(values, [c.ci for c in cells])  # type: ignore[misc]
 
 
 def frontier_points(instruction: Table, knowledge: Table) -> list[FrontierPoint]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from harness.report.figures import BarPoint, new_figure, save
 from harness.report.from_store import BASE_ROW
+from harness.report.points import mean_with_interval
 from harness.report.table import Table
 from harness.stats.joins import paired_scores
 from harness.stats.tests import paired_bootstrap
@@ -55,11 +56,10 @@ def tax_panels(store: ResultsStore, knowledge: Table, seed: int = 0) -> dict[str
 
 
 def _mean(method: str, deltas: Sequence[BarPoint]) -> BarPoint:
-    """Mean of the benchmarks' differences; half-width sqrt(sum of half-widths^2) / k (independent items)."""
-    mean = sum(d.score for d in deltas) / len(deltas)
-    halves = [(d.ci_high - d.ci_low) / 2 for d in deltas]  # type: ignore[operator]
-    half = math.sqrt(sum(h * h for h in halves)) / len(deltas)
-    return BarPoint(method, mean, mean - half, mean + half)
+    """Mean of the benchmarks' differences, with the CI of `mean_with_interval` (independent items)."""
+    mean, (low, high) = mean_with_interval([d.score for d in deltas],
+                                           [(d.ci_low, d.ci_high) for d in deltas])  # type: ignore[misc]
+    return BarPoint(method, mean, low, high)
 
 
 def tax_chart(panels: dict[str, list[BarPoint]], out_base: Path, unit: str = "points") -> list[Path]:
