@@ -181,3 +181,20 @@ def test_primary_metrics_names_an_offered_metric_of_a_benchmark_run(primary: dic
     assert KnowledgeOptions(benchmarks=["arc_challenge"], primary_metrics={"arc_challenge": "acc_norm"})
     with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
         KnowledgeOptions(benchmarks=["arc_challenge", "truthfulqa"], primary_metrics=primary)
+
+
+def test_lm_eval_templates_compile_once_and_render_as_before() -> None:
+    from lm_eval import utils
+
+    from suites.knowledge import template_cache
+
+    template_cache.install()
+    template_cache.install()  # a second install keeps the first cache
+    template = "Question: {{question}}\nChoices: {{ choices.text | join(', ') }}\nAnswer:"
+    docs = [{"question": "Why?", "choices": {"text": ["a", "b"]}}, {"question": "How?", "choices": {"text": ["c"]}}]
+    before = utils.apply_template.compiled.cache_info()
+    rendered = [utils.apply_template(template, doc) for doc in docs]
+    after = utils.apply_template.compiled.cache_info()
+    assert rendered == [utils.env.from_string(template).render(**doc) for doc in docs]
+    assert rendered[0] == "Question: Why?\nChoices: a, b\nAnswer:"
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 1)

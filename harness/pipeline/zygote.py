@@ -17,14 +17,17 @@ import importlib
 import json
 import os
 import sys
+import traceback
 from typing import TextIO
 
+from harness.fast_exit import exit_code, exit_now
 from harness.pipeline.executors import die_with_parent
 
 # Imported before any fork. Only imports: no torch op may run here, so that no OpenMP pool or
 # CUDA context exists to be inherited half-alive by the children.
 PRELOAD = ("torch", "transformers", "peft", "lm_eval.evaluator", "harness.pipeline.steps",
-           "harness.train.engine", "harness.evaluate.runner")
+           "harness.train.engine", "harness.evaluate.runner",
+           "evaluate")  # HF evaluate: lm-eval's code tasks import it (~0.8 s a knowledge eval otherwise)
 
 
 def _child(request: dict[str, str], channel: TextIO, replies: int, parent: int) -> None:
@@ -40,7 +43,14 @@ def _child(request: dict[str, str], channel: TextIO, replies: int, parent: int) 
     sys.argv = ["harness.pipeline.worker", request["job"]]
     from harness.pipeline import worker
 
-    worker.main()  # ends with sys.exit: the child exits like a normal process (atexit handlers run)
+    try:
+        worker.main()  # ends with sys.exit
+    except SystemExit as exc:
+        exit_now(exit_code(exc))  # the job is done: skip the interpreter's teardown of torch & co.
+    except BaseException:  # a bug outside the job's own error handling: as an uncaught exception would
+        traceback.print_exc()
+        exit_now(1)
+    exit_now(0)
 
 
 def main() -> None:

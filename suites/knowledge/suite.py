@@ -20,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from harness.errors import UserError
 from harness.evaluate.protocols import BenchmarkResult, PluginOptions, SuiteContext
 from harness.report.table import Column, PaperTable
+from suites.knowledge import template_cache
 from suites.knowledge.benchmarks import BENCHMARKS, DEFAULT_BENCHMARKS
 
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ class KnowledgePlan:
 
         if any(s.benchmark.code for s in sources):
             preload_lm_eval_code_modules()
+        template_cache.install()
         task_dir = write_task_dir(sources)
         manager = TaskManager(include_defaults=False, include_path=str(task_dir))
         objects, tasks = [], {}
