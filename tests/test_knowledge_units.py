@@ -191,7 +191,8 @@ def test_lm_eval_templates_compile_once_and_render_as_before() -> None:
     template_cache.install()
     template_cache.install()  # a second install keeps the first cache
     template = "Question: {{question}}\nChoices: {{ choices.text | join(', ') }}\nAnswer:"
-    docs = [{"question": "Why?", "choices": {"text": ["a", "b"]}}, {"question": "How?", "choices": {"text": ["c"]}}]
+    docs = [{"question": "Why?", "choices": {"text": ["a", "b"]}},
+            {"question": "How?", "choices": {"text": ["c"]}}]
     before = utils.apply_template.compiled.cache_info()
     rendered = [utils.apply_template(template, doc) for doc in docs]
     after = utils.apply_template.compiled.cache_info()

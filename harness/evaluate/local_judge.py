@@ -47,8 +47,8 @@ def served_here(model: str, served_model_name: str, max_tokens: int) -> Iterator
             raise UserError(f"judge_serve: {str(exc).removeprefix('CHECKPOINT_OR_MODEL: ')}") from None
     server = ChatServer(("127.0.0.1", 0), chat_model, quiet=True)
     # A short poll: shutdown() waits up to one poll interval (the default 0.5 s, per judged eval job).
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="atax-judge-server",
-                              daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                              name="atax-judge-server", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1"
