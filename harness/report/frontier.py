@@ -7,6 +7,9 @@ Shrinking vanilla's update trades instruction following for knowledge by itself,
 retains knowledge only means something if it sits above the averaging front (the best of the
 family) at its own instruction-following level. A method below it is *dominated*: averaging plain
 vanilla does as well on both axes.
+
+Point labels are placed by `harness.report.label_layout`: points at one spot share a label, and no two
+labels overlap.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from typing import Any
 import numpy as np
 
 from harness.report.figures import new_figure, save
+from harness.report.label_layout import PointLabel, label_points
 
 LAYER_AVERAGING = "layer_averaging"
 BASE = "base"  # the base model: every α 0, a member of the family once the family has other points
+_METHOD_STYLE = {"fontsize": 8, "color": "black"}
+_FAMILY_STYLE = {"fontsize": 7, "color": "#555555"}
+_LAYER_STYLE = {"fontsize": 6, "color": "#3A7A4C"}
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,9 @@ def _err(center: float, ci: tuple[float, float] | None) -> list[list[float]] | N
     return [[max(center - ci[0], 0.0)], [max(ci[1] - center, 0.0)]]
 
 
-def _draw_family(ax: Any, points: Sequence[FrontierPoint], curve_label: str) -> None:
+def _draw_family(ax: Any, points: Sequence[FrontierPoint], curve_label: str) -> list[PointLabel]:
+    """Draw the averaging family; return its points' labels (placed later, with every other label)."""
+    labels = []
     curve = alpha_curve(points)
     if curve:
         ax.plot([p.x for p in curve], [p.y for p in curve], "-", color="#888888", linewidth=1.5,
@@ -96,27 +105,27 @@ def _draw_family(ax: Any, points: Sequence[FrontierPoint], curve_label: str) -> 
         for p in curve:
             ax.errorbar(p.x, p.y, xerr=_err(p.x, p.x_ci), yerr=_err(p.y, p.y_ci), fmt="s", color="#888888",
                         markersize=5, capsize=2, zorder=2)
-            ax.annotate(f"α={p.alpha:g}", (p.x, p.y), textcoords="offset points", xytext=(4, -10), fontsize=7,
-                        color="#555555")
+            labels.append(PointLabel(f"α={p.alpha:g}", p.x, p.y, _FAMILY_STYLE, rank=1))
     layers = [p for p in points if p.family == LAYER_AVERAGING]
     for n, p in enumerate(layers):
         ax.errorbar(p.x, p.y, xerr=_err(p.x, p.x_ci), yerr=_err(p.y, p.y_ci), fmt="^", color="#55A868",
                     markersize=6, capsize=2, zorder=2, label="layer averaging (α per block)" if n == 0 else None)
-        ax.annotate(p.method.partition("[")[2].rstrip("]") or p.method, (p.x, p.y), textcoords="offset points",
-                    xytext=(4, -10), fontsize=6, color="#3A7A4C")
+        labels.append(PointLabel(p.method.partition("[")[2].rstrip("]") or p.method, p.x, p.y, _LAYER_STYLE, rank=2))
     if layers:
         front = averaging_front(points)
         ax.plot([p.x for p in front], [p.y for p in front], "--", color="#333333", linewidth=1.0,
                 label="averaging front", zorder=1)
+    return labels
 
 
-def frontier_chart(points: Sequence[FrontierPoint], out_base: Path, xlabel: str = "instruction following",
-                   ylabel: str = "mean knowledge score", title: str = "Alignment-tax trade-off frontier",
-                   curve_label: str = "scaled vanilla (base + α·Δ)") -> tuple[list[Path], list[str]]:
-    """Draw the frontier; return the written files and the methods below the averaging front."""
+def draw_frontier(points: Sequence[FrontierPoint], xlabel: str = "instruction following",
+                  ylabel: str = "mean knowledge score", title: str = "Alignment-tax trade-off frontier",
+                  curve_label: str = "scaled vanilla (base + α·Δ)") -> tuple[Any, list[str]]:
+    """The frontier as a matplotlib Figure, its labels placed; and the methods below the averaging front."""
     fig = new_figure(6.5, 4.8)
     ax = fig.add_subplot()
-    _draw_family(ax, points, curve_label)
+    ax.margins(0.08)  # room for the labels of the outermost points inside the axes
+    labels = _draw_family(ax, points, curve_label)
     losers = set(dominated(points))
     labelled = set()
     for p in points:
@@ -129,13 +138,22 @@ def frontier_chart(points: Sequence[FrontierPoint], out_base: Path, xlabel: str 
                     markerfacecolor="white" if is_dominated else "#4C72B0",
                     label=None if kind in labelled else kind)
         labelled.add(kind)
-        ax.annotate(p.method, (p.x, p.y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        labels.append(PointLabel(p.method, p.x, p.y, _METHOD_STYLE, rank=0))
     base = next((p for p in points if p.family == BASE and p.alpha is None), None)
     if base is not None:
         ax.plot(base.x, base.y, "D", color="#888888", markersize=5, zorder=2)
-        ax.annotate(BASE, (base.x, base.y), textcoords="offset points", xytext=(4, -10), fontsize=7, color="#555555")
+        labels.append(PointLabel(BASE, base.x, base.y, _FAMILY_STYLE, rank=1))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="best")
-    return save(fig, out_base), sorted(losers)
+    label_points(fig, ax, labels)
+    return fig, sorted(losers)
+
+
+def frontier_chart(points: Sequence[FrontierPoint], out_base: Path, xlabel: str = "instruction following",
+                   ylabel: str = "mean knowledge score", title: str = "Alignment-tax trade-off frontier",
+                   curve_label: str = "scaled vanilla (base + α·Δ)") -> tuple[list[Path], list[str]]:
+    """Draw the frontier; return the written files and the methods below the averaging front."""
+    fig, losers = draw_frontier(points, xlabel, ylabel, title, curve_label)
+    return save(fig, out_base), losers
