@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from harness.evaluate.grouped_attention import grouped_sdpa
+from harness.evaluate.shared_prefix import SharedPrefix, attending_to
 
 
 @dataclass
@@ -35,6 +36,7 @@ class RowCache:
     cache: DynamicCache | None  # None: nothing cached yet (length 0)
     mask: torch.Tensor  # [rows, length] long, 1 where a cached position is real
     next_position: torch.Tensor  # [rows] long: logical position of each row's next token
+    shared: SharedPrefix | None = None  # keys/values every row continues, before its own (one copy)
 
     @property
     def rows(self) -> int:
@@ -51,20 +53,22 @@ class RowCache:
         if self.cache is not None:
             cache = _cache_from_layers([(layer.keys.index_select(0, index), layer.values.index_select(0, index))
                                         for layer in self.cache.layers], spare)
-        return RowCache(cache, self.mask.index_select(0, index), self.next_position.index_select(0, index))
+        return RowCache(cache, self.mask.index_select(0, index), self.next_position.index_select(0, index),
+                        self.shared)
 
     def keep_first(self, length: int) -> RowCache:
         """The first `length` positions (the rest dropped; growing layers write there next)."""
         if self.cache is not None:
             for layer in self.cache.layers:
                 layer.keys, layer.values = layer.keys[..., :length, :], layer.values[..., :length, :]
-        return RowCache(self.cache, self.mask[:, :length], self.next_position)
+        return RowCache(self.cache, self.mask[:, :length], self.next_position, self.shared)
 
 
 def concat_rows(first: RowCache, second: RowCache, spare: int = 0) -> RowCache:
     """Both batches as one: the shorter one's cache padded at its end (zeros, masked)."""
     length = max(first.length, second.length)
     parts = [part for part in (first, second) if part.rows]
+    assert len({id(part.shared) for part in parts}) <= 1, "rows of one batch continue one shared prefix"
     if len(parts) == 1:
         part = parts[0]
         return part.select(torch.arange(part.rows, device=part.mask.device), spare) if spare else part
@@ -87,12 +91,14 @@ def concat_rows(first: RowCache, second: RowCache, spare: int = 0) -> RowCache:
                 values.append(F.pad(own.values, (0, 0, 0, length - part.length)))
             cache_layers.append((torch.cat(keys), torch.cat(values)))
         cache = _cache_from_layers(cache_layers, spare)
-    return RowCache(cache, torch.cat(masks), torch.cat([part.next_position for part in parts]))
+    return RowCache(cache, torch.cat(masks), torch.cat([part.next_position for part in parts]), parts[0].shared)
 
 
-def empty_rows(rows: int, device: torch.device) -> RowCache:
+def empty_rows(rows: int, device: torch.device, shared: SharedPrefix | None = None) -> RowCache:
+    """Rows with nothing of their own cached yet (after `shared`'s positions, when given)."""
+    start = shared.length if shared is not None else 0
     return RowCache(None, torch.zeros(rows, 0, dtype=torch.long, device=device),
-                    torch.zeros(rows, dtype=torch.long, device=device))
+                    torch.full((rows,), start, dtype=torch.long, device=device), shared)
 
 
 def _cache_from_layers(layers: Sequence[tuple[torch.Tensor, torch.Tensor]], spare: int = 0) -> DynamicCache:
@@ -178,11 +184,14 @@ class CachedForward:
         if not logits and self._keeps_logits:
             kwargs["logits_to_keep"] = 1
         cache = past.cache if past.cache is not None else DynamicCache()
-        with self.running():
+        with self.running(), attending_to(past.shared):
             out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
                              past_key_values=cache, use_cache=True, **kwargs)
+        if past.shared is not None and past.shared.reads != len(past.shared.keys):
+            raise RuntimeError(f"the model attended to the shared prefix in {past.shared.reads} of "
+                               f"{len(past.shared.keys)} layers")
         lengths = new_mask.sum(dim=1)
-        extended = RowCache(out.past_key_values, mask, past.next_position + lengths)
+        extended = RowCache(out.past_key_values, mask, past.next_position + lengths, past.shared)
         return (out.logits if logits else None), extended
 
     @property

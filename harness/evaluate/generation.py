@@ -5,15 +5,17 @@ ends the batch only when all rows have met a stop sequence) and prefills each pr
 preamble again. Here:
 
 - prompts are grouped by shared prefix (the same planning as the log-likelihood scorer); a
-  group's prefix is run once and its cache copied to the rows that need it;
+  group's prefix is run once and its rows attend to that one copy (`shared_prefix`; where the
+  model's attention cannot, each row gets a copy of its cache);
 - a row leaves the batch when it emits an end-of-sequence id, reaches its token limit, or its
   decoded tail contains a stop sequence (checked after every token), and waiting prompts of the
   same group take the free places (continuous batching), so a step always runs a full batch;
 - every row's last prompt token is fed by the decode step itself;
-- with its next token a row feeds up to `draft_tokens` guesses from prompt lookup (the tokens that
-  followed the latest earlier occurrence of its last words, `prompt_lookup`); the guesses greedy
-  decoding confirms are kept with the token after them, the others' cache positions masked and
-  dropped, so a step yields one or more tokens per row and the outputs stay greedy decoding's;
+- while the batch is small (`STEP_TOKENS`), with its next token a row feeds up to `draft_tokens`
+  guesses from prompt lookup (the tokens that followed the latest earlier occurrence of its last
+  words, `prompt_lookup`); the guesses greedy decoding confirms are kept with the token after them,
+  the others' cache positions masked and dropped, so a step yields one or more tokens per row and
+  the outputs stay greedy decoding's;
 - the rows' keys/values live in buffers with room for the whole generation (`GrowingLayer`), so a
   step writes its positions in place instead of copying the cache, and grouped-query attention
   reads each key/value head once (`grouped_attention`).
@@ -34,11 +36,16 @@ import torch
 from harness.evaluate.cached_forward import CachedForward, RowCache, concat_rows, empty_rows
 from harness.evaluate.prefix_scoring import plan_prefix_groups
 from harness.evaluate.prompt_lookup import PromptLookup
+from harness.evaluate.shared_prefix import SharedPrefix
 
 # Draft tokens fed with each row's next token (prompt lookup): a small decode step is bound by reading
 # the weights, so a few more tokens per row cost little; on SmolLM2 / GSM8K CoT on one CPU thread 3
-# measured best (6 fed too many rejected tokens, 0 was ~1.5x slower).
+# measured best at 4 rows (6 fed too many rejected tokens, 0 was ~1.5x slower).
 DRAFT_TOKENS = 3
+# ...but only while a step feeds at most this many tokens in all. Measured there (SmolLM2, one thread,
+# ~900 cached positions): a step costs ~95 ms plus ~4.6 ms per token fed, and a row's 3 drafts yield
+# ~2.3 tokens instead of 1, so drafts pay below ~16 rows and cost beyond; a full batch decodes plainly.
+STEP_TOKENS = 32
 
 
 @dataclass
@@ -61,8 +68,9 @@ class GreedyGenerator:
     feeding up to `draft_tokens` prompt-lookup guesses along with its next token (0: one token a step)."""
 
     def __init__(self, forward: CachedForward, tokenizer: Any, eos_ids: Sequence[int], max_rows: int = 16,
-                 draft_tokens: int = DRAFT_TOKENS) -> None:
+                 draft_tokens: int = DRAFT_TOKENS, share_prefix: bool = True) -> None:
         self.forward = forward
+        self.share_prefix = share_prefix  # rows attend to one copy of their group's prefix (shared_prefix)
         self.tokenizer = tokenizer
         self.eos_ids = frozenset(int(i) for i in eos_ids)
         self.max_rows = max_rows
@@ -97,6 +105,8 @@ class GreedyGenerator:
         prefix = empty_rows(1, device)
         if p > 0:
             _, prefix = self.forward(prefix, [requests[waiting[0]].prompt[:p]], logits=False)
+            if self.share_prefix:
+                prefix = empty_rows(1, device, SharedPrefix.from_cache(prefix.cache))
         # Room to decode every waiting request without growing the cache buffers again.
         spare = max(requests[i].max_new_tokens for i in waiting) + self.draft_tokens + 1
         active: list[_Active] = []
@@ -117,10 +127,11 @@ class GreedyGenerator:
               on_done: Callable[[int, list[int]], None] | None) -> tuple[RowCache, list[int]]:
         """One forward: each row's next token and its draft; the longest confirmed part is kept."""
         feeds = []
+        drafts = min(self.draft_tokens, max(0, STEP_TOKENS // len(active) - 1))
         for state in active:
             state.lookup.extend([state.next_token])
             room = requests[state.request].max_new_tokens - len(state.generated) - 1
-            feeds.append([state.next_token, *state.lookup.draft(min(self.draft_tokens, room))])
+            feeds.append([state.next_token, *state.lookup.draft(min(drafts, room))])
         start = past.length
         logits, past = self.forward(past, feeds)
         assert logits is not None
@@ -146,7 +157,7 @@ class GreedyGenerator:
         used_t = torch.tensor(used, dtype=torch.long, device=past.mask.device)
         past.mask[:, start:] *= (width < used_t[:, None]).long()
         past = RowCache(past.cache, past.mask, past.next_position - past.mask.new_tensor(
-            [len(feed) for feed in feeds]) + used_t)
+            [len(feed) for feed in feeds]) + used_t, past.shared)
         return past.keep_first(start + max(used)), keep
 
     def _append(self, state: _Active, tokens: list[int], request: GenerationRequest) -> bool:
@@ -158,6 +169,7 @@ class GreedyGenerator:
         return False
     def _prefill(self, prefix: RowCache, p: int, prompts: list[list[int]]) -> RowCache:
         """The rows' caches holding each prompt but its last token (fed by the next decode step)."""
+        # Shared: rows with nothing of their own yet; else each row gets a copy of the prefix's cache.
         past = prefix.select(torch.zeros(len(prompts), dtype=torch.long, device=self.forward.device))
         suffixes = [prompt[p:-1] for prompt in prompts]
         if not any(suffixes):

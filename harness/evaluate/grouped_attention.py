@@ -7,6 +7,8 @@ decode step that feeds draft tokens or a scoring forward over a cached few-shot 
 query heads of a group are laid along the query axis instead (the mask repeated to match), so
 each key/value head is read where it is: the same attention, the same numbers up to rounding.
 
+Within `shared_prefix.attending_to`, every layer also attends to that shared prefix's one copy.
+
 `grouped_sdpa()` installs it for the engines' own forwards only (lm-eval's path keeps transformers'
 function) and restores the previous entry afterwards.
 """
@@ -21,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from harness.evaluate.shared_prefix import active_prefix, attend_with_prefix
+
 _NAME = "sdpa"
 
 
@@ -34,6 +38,14 @@ def grouped_sdpa() -> Iterator[None]:
     def attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                   attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
                   **kwargs: Any) -> tuple[torch.Tensor, None]:
+        shared = active_prefix()
+        if shared is not None:
+            layer = getattr(module, "layer_idx", None)
+            if (layer is None or dropout or attention_mask is not None and attention_mask.dim() != 4
+                    or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None):
+                raise RuntimeError(f"{type(module).__name__}: this attention cannot attend to a shared "
+                                   "prefix")
+            return attend_with_prefix(shared, layer, query, key, value, attention_mask, scaling), None
         groups = int(getattr(module, "num_key_value_groups", 1) or 1)
         plain = (groups == 1 or query.shape[2] == 1 or attention_mask is None or attention_mask.dim() != 4
                  or attention_mask.shape[1] != 1 or attention_mask.shape[2] != query.shape[2]

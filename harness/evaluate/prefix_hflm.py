@@ -23,6 +23,7 @@ from harness.evaluate.cached_forward import BatchTuner, CachedForward, empty_row
 from harness.evaluate.generation import GenerationRequest, GreedyGenerator
 from harness.evaluate.item_rows import ScoringItem, run_items
 from harness.evaluate.prefix_scoring import ROW_TOKENS, PrefixScorer
+from harness.evaluate.shared_prefix import SharedPrefix
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class PrefixCachedHFLM(HFLM):
         self._kv_budget_bytes = kv_budget_bytes
         self._tuner = BatchTuner(start=token_budget, limit=16384 if self.device.type == "cuda" else 4096)
         self._engine_error: str | None = None if prefix_cache else "disabled (prefix_cache: false)"
+        self._share_error: str | None = None  # why generation copies prompts' common prefix into every row
         self._checked = not prefix_cache
 
     def _forward(self) -> CachedForward:
@@ -66,6 +68,10 @@ class PrefixCachedHFLM(HFLM):
             self._engine_error = f"cached forward failed: {type(exc).__name__}: {exc}"
         if self._engine_error is not None:
             log.warning("hf backend: using lm-eval's plain path (%s)", self._engine_error)
+            return False
+        self._share_error = check_shared_prefix(self._forward(), self.model, sample)
+        if self._share_error is not None:
+            log.info("hf backend: generation copies shared prefixes into every row (%s)", self._share_error)
         return self._engine_error is None
 
     def _record(self, request_type: str, path: str) -> None:
@@ -111,7 +117,8 @@ class PrefixCachedHFLM(HFLM):
                 self._record("generate_until", f"plain: {reason}")
                 answers = super().generate_until(batch, disable_tqdm=True)
             else:
-                self._record("generate_until", GENERATION_PATH)
+                self._record("generate_until", GENERATION_PATH if self._share_error is None
+                             else f"{GENERATION_PATH}, prefix copied per row: {self._share_error}")
                 answers = self._generate_greedy(batch)
             for i, answer in zip(indices, answers, strict=True):
                 out[i] = answer
@@ -146,7 +153,7 @@ class PrefixCachedHFLM(HFLM):
         ids, mask = self.tok_batch_encode(contexts, left_truncate_len=max_ctx_len, truncation=self.truncation)
         prompts = [row[m.bool()].tolist() for row, m in zip(ids, mask, strict=True)]
         generator = GreedyGenerator(self._forward(), self.tokenizer, _eos_ids(self.model, self.tokenizer),
-                                    self._generation_rows)
+                                    self._generation_rows, share_prefix=self._share_error is None)
         answers: list[str] = [""] * len(batch)
 
         def done(index: int, tokens: list[int]) -> None:
@@ -174,9 +181,7 @@ def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) 
     what differs. A cached prefix, then two rows of different lengths (one padded), then each row's
     rest after the padding (the generator's steps); and the scorer's packed items: two items in one
     row and one in another, each a suffix after the prefix and continuations side by side."""
-    tokens = (tokens * 6)[: max(6, len(tokens))]
-    n = len(tokens)
-    q, r = n // 3, 2 * n // 3
+    tokens, n, q, r = _check_tokens(tokens)
     _, prefix = forward(empty_rows(1, forward.device), [tokens[:q]], logits=False)
     if not supports_cache(prefix.cache):
         return f"the model returns a {type(prefix.cache).__name__}, not a plain DynamicCache"
@@ -189,11 +194,6 @@ def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) 
     items = [[ScoringItem(tokens[q:end], [tokens[end:stop] for stop in stops]) for end, stops in row]
              for row in layout]
     packed = run_items(forward, prefix.select(two), items)
-    with torch.no_grad(), forward.autocast():
-        plain = model(input_ids=torch.tensor([tokens], device=forward.device)).logits[0]
-    expected = F.log_softmax(plain.float(), dim=-1)
-    float32 = plain.dtype == torch.float32
-    tolerance = {"atol": 1e-3, "rtol": 1e-4} if float32 else {"atol": 0.1, "rtol": 0.02}
     checks = [(logits[0, : n - r], r), (logits[1, : n - r + 1], r - 1)]
     number = 0
     for row in layout:
@@ -202,6 +202,42 @@ def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) 
             starts = zip(packed.segments[number], stops, strict=True)
             checks += [(packed.logits[at:at + stop - end], end) for at, stop in starts]
             number += 1
+    return _differs(forward, model, tokens, checks)
+
+
+def check_shared_prefix(forward: CachedForward, model: Any, tokens: list[int]) -> str | None:
+    """None when rows continuing one shared copy of a prefix (`shared_prefix`) give a plain forward's
+    log-probabilities: rows of equal then of different lengths, each continued after the padding."""
+    tokens, n, q, r = _check_tokens(tokens)
+    _, prefix = forward(empty_rows(1, forward.device), [tokens[:q]], logits=False)
+    checks = []
+    try:
+        shared = SharedPrefix.from_cache(prefix.cache)
+        for first, second in ((tokens[q:r], tokens[q:r]), (tokens[q:r], tokens[q:r - 1])):
+            _, middle = forward(empty_rows(2, forward.device, shared), [first, second], logits=False)
+            logits, _ = forward(middle, [tokens[q + len(first):], tokens[q + len(second):]])
+            assert logits is not None
+            checks += [(logits[0, : n - q - len(first)], q + len(first)),
+                       (logits[1, : n - q - len(second)], q + len(second))]
+    except (RuntimeError, AttributeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return _differs(forward, model, tokens, checks)
+
+
+def _check_tokens(tokens: list[int]) -> tuple[list[int], int, int, int]:
+    tokens = (tokens * 6)[: max(6, len(tokens))]
+    n = len(tokens)
+    return tokens, n, n // 3, 2 * n // 3
+
+
+def _differs(forward: CachedForward, model: Any, tokens: list[int],
+             checks: list[tuple[torch.Tensor, int]]) -> str | None:
+    """What differs between each (logits, first position) and a plain forward's log-probabilities."""
+    with torch.no_grad(), forward.autocast():
+        plain = model(input_ids=torch.tensor([tokens], device=forward.device)).logits[0]
+    expected = F.log_softmax(plain.float(), dim=-1)
+    float32 = plain.dtype == torch.float32
+    tolerance = {"atol": 1e-3, "rtol": 1e-4} if float32 else {"atol": 0.1, "rtol": 0.02}
     for got_logits, start in checks:
         got = F.log_softmax(got_logits.float(), dim=-1)
         want = expected[start:start + got.shape[0]]
