@@ -24,15 +24,27 @@ def _point(method: str, x: float, y: float, alpha: float | None = None) -> Front
 
 
 SAME = ("vanilla", "l2", "ewc")  # equal scores, three names (and the α=1 point)
-POINTS = ([_point("scaled_vanilla[alpha=0]", 1.0, 49.0, 0.0), _point("scaled_vanilla[alpha=0.5]", 1.0, 49.9, 0.5),
-           _point("scaled_vanilla[alpha=1]", 2.1667, 45.36, 1.0)]
-          + [_point(name, 2.1667, 45.36) for name in SAME]
-          + [_point("data_order_merge", 2.1667, 45.41)]  # about a pixel away: the same spot to the eye
-          + [_point("dtm", 2.0833, 44.45), _point("deita", 2.1667, 44.45), _point("replay", 1.75, 47.25),
-             _point("uniform_soup", 2.0, 47.85), _point("loramoe", 2.667, 39.37),
-             FrontierPoint("a_method_with_a_long_name", 3.2, 38.0)]  # rightmost, no CI: its label must stay inside
-          + [_point(f"near{i}", 2.667 + dx, 39.37 + dy)  # a crowd around loramoe: some labels must move away
-             for i, (dx, dy) in enumerate([(0.02, 0.12), (-0.02, -0.1), (0.03, -0.12), (-0.03, 0.1)])])
+POINTS = (
+    [
+        _point("scaled_vanilla[alpha=0]", 1.0, 49.0, 0.0),
+        _point("scaled_vanilla[alpha=0.5]", 1.0, 49.9, 0.5),
+        _point("scaled_vanilla[alpha=1]", 2.1667, 45.36, 1.0),
+    ]
+    + [_point(name, 2.1667, 45.36) for name in SAME]
+    + [_point("data_order_merge", 2.1667, 45.41)]  # about a pixel away: the same spot to the eye
+    + [
+        _point("dtm", 2.0833, 44.45),
+        _point("deita", 2.1667, 44.45),
+        _point("replay", 1.75, 47.25),
+        _point("uniform_soup", 2.0, 47.85),
+        _point("loramoe", 2.667, 39.37),
+        FrontierPoint("a_method_with_a_long_name", 3.2, 38.0),
+    ]  # rightmost, no CI: its label must stay inside
+    + [
+        _point(f"near{i}", 2.667 + dx, 39.37 + dy)  # a crowd around loramoe: some labels must move away
+        for i, (dx, dy) in enumerate([(0.02, 0.12), (-0.02, -0.1), (0.03, -0.12), (-0.03, 0.1)])
+    ]
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,16 +79,34 @@ def test_coincident_points_share_one_label_naming_them_all(drawn):
     # equal scores are joined by '=', the nearly equal one by '≈'
     assert combined[0].replace("\n", " ") == "vanilla = l2 = ewc = (α=1) ≈ data_order_merge"
     named = sorted(name for label in labels for name in _names(label))
-    assert named == sorted([*SAME, "data_order_merge", "α=1", "α=0", "α=0.5", "dtm", "deita", "replay", "uniform_soup", "loramoe",
-                            "a_method_with_a_long_name", "near0", "near1", "near2", "near3"])  # every point named once
+    assert named == sorted(
+        [
+            *SAME,
+            "data_order_merge",
+            "α=1",
+            "α=0",
+            "α=0.5",
+            "dtm",
+            "deita",
+            "replay",
+            "uniform_soup",
+            "loramoe",
+            "a_method_with_a_long_name",
+            "near0",
+            "near1",
+            "near2",
+            "near3",
+        ]
+    )  # every point named once
 
 
 def test_no_two_labels_overlap_and_all_stay_inside_the_axes(drawn):
     fig, renderer = drawn
     ax = fig.axes[0]
     boxes = _boxes(fig, renderer)
-    overlapping = [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes.items(), 2)
-                   if box_a.overlaps(box_b)]
+    overlapping = [
+        (a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes.items(), 2) if box_a.overlaps(box_b)
+    ]
     assert not overlapping
     legend = ax.get_legend().get_window_extent(renderer)
     assert not [t for t, b in boxes.items() if b.overlaps(Box(legend.x0, legend.y0, legend.x1, legend.y1))]
@@ -102,7 +132,11 @@ def test_the_figure_is_written(tmp_path):
 
 
 def test_grouping_and_combined_text():
-    assert group_coincident([(0, 0), (50, 0), (2.5, 0), (5.0, 0), (50, 0.2), (9, 0)]) == [[0, 2, 3], [1, 4], [5]]
+    assert group_coincident([(0, 0), (50, 0), (2.5, 0), (5.0, 0), (50, 0.2), (9, 0)]) == [
+        [0, 2, 3],
+        [1, 4],
+        [5],
+    ]
     assert combined_text([["α=1"]]) == "α=1"
     assert combined_text([["vanilla", "l2"]]) == "vanilla = l2"
     assert combined_text([["vanilla", "α=1"], ["dtm"]]) == "vanilla = (α=1) ≈ dtm"
