@@ -185,3 +185,13 @@ def test_suites_declare_their_paper_columns() -> None:
     assert layouts["toy"] == ("Toy table", (Column("toy_bench", "Toy", scale=100),))
     assert [c.key for c in layouts["instruction"][1]] == ["mt_bench", "vicuna_bench"]
     assert "toy" not in paper_layouts()
+
+
+def test_a_column_where_every_row_ties_gets_no_mark() -> None:
+    data = {"columns": ["GSM8K", "ARC-c"],
+            "rows": [{"row": "a", "values": {"GSM8K": 0.0, "ARC-c": 50.0}},
+                     {"row": "b", "values": {"GSM8K": 0.001, "ARC-c": 50.0}},
+                     {"row": "c", "values": {"GSM8K": 0.0, "ARC-c": 40.0}}]}
+    table = table_from_json(data, "ties.json")
+    marks = {(table.rows[i].name, key): mark for (i, key), mark in ranking(table).items()}
+    assert marks == {("a", "ARC-c"): "best", ("b", "ARC-c"): "best", ("c", "ARC-c"): "second"}

@@ -124,7 +124,8 @@ def ranking(table: Table) -> dict[tuple[int, str], str]:
     """(row index, column key) -> "best" / "second" over the ranked rows, per column.
 
     Compared as displayed (rounded to the column's decimals), so equal-looking numbers tie, and tied
-    cells share the mark (the paper bolds or underlines both); second is the next distinct value.
+    cells share the mark (the paper bolds or underlines both); second is the next distinct value. A
+    column where every ranked row ties gets no mark.
     """
     marks: dict[tuple[int, str], str] = {}
     for column in table.columns:
@@ -132,6 +133,8 @@ def ranking(table: Table) -> dict[tuple[int, str], str]:
                  for i, row in enumerate(table.rows)
                  if row.ranked and not row.reference and row.cell(column.key).value is not None}
         distinct = sorted(set(shown.values()), reverse=not column.lower_is_better)
+        if len(distinct) == 1 and len(shown) > 1:
+            continue  # every ranked row ties: a column in bold says nothing (a toy GSM8K at 0 for all)
         for place, value in zip(("best", "second"), distinct, strict=False):
             marks.update({(i, column.key): place for i, v in shown.items() if v == value})
     return marks
