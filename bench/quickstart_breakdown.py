@@ -52,7 +52,8 @@ def run_quickstart(checkout: Path, experiment: Path, results: Path) -> tuple[flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", help="an older revision to run side by side (git worktree)")
     parser.add_argument("--experiment", type=Path, default=ROOT / "experiments" / "quickstart.yaml")
     args = parser.parse_args()
@@ -68,10 +69,12 @@ def main() -> None:
             sides.insert(0, (f"before ({args.before})", worktree))
         try:
             for number, (name, checkout) in enumerate(sides):
-                wall, seconds = run_quickstart(checkout, args.experiment.resolve(), Path(tmp) / f"results-{number}")
+                results = Path(tmp) / f"results-{number}"
+                wall, seconds = run_quickstart(checkout, args.experiment.resolve(), results)
                 kinds = ", ".join(f"{kind} {seconds[kind]:.1f}" for kind in
                                   ("eval", "train", "report", "plan", "combine") if kind in seconds)
-                print(f"{name:<24} wall {wall:6.1f} s | job seconds: {kinds} (sum {sum(seconds.values()):.1f})")
+                total = sum(seconds.values())
+                print(f"{name:<24} wall {wall:6.1f} s | job seconds: {kinds} (sum {total:.1f})")
         finally:
             if args.before:
                 subprocess.run(["git", "worktree", "remove", "--force", str(Path(tmp) / "before")], cwd=ROOT,
