@@ -114,3 +114,24 @@ def test_plugin_version_reads_the_attribute_and_a_third_party_distribution(monke
     monkeypatch.syspath_prepend(str(PLUGIN_DIST))
     reg = registry.Registry("method", "atax.methods")
     assert reg.version("toy_soup") == "0+atax-dummy-plugin==0.1"
+
+
+def test_an_init_seed_equal_to_the_seed_is_the_same_run(tmp_path):
+    """The engine initialises from `seed` when `init_seed` is unset, so a soup's first ingredient at the
+    experiment's seed (same_init) is vanilla's run: one key, trained once."""
+    from harness.method import RunSpec
+    from harness.train.runner import run_key
+
+    exp = {"name": "soup", "base_model": {"id": "builtin:tiny-llama"},
+           "data": {"source": "builtin:toy-instructions", "max_samples": 16},
+           "training": {"batch_size": 8, "max_seq_len": 128, "max_steps": 1, "scheduler": {"warmup_steps": 1}},
+           "methods": ["vanilla", {"name": "uniform_soup", "options": {"settings": [{}, {"seed": 1}]}}],
+           "suites": [KNOWLEDGE], "backend": {"name": "hf"}, "results_dir": "res"}
+    path = tmp_path / "soup.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    experiment = load_experiment(path)
+    keys = {init: run_key(experiment, experiment.training, RunSpec(name="x", seed=0, init_seed=init), "d", "v")
+            for init in (None, 0, 1)}
+    assert keys[None] == keys[0] != keys[1]
+    trained = [label for label in run(path) if label.startswith("train ")]
+    assert trained == ["train uniform_soup seed 0 ingredient-1", "train vanilla seed 0 main"]

@@ -75,7 +75,9 @@ def run_key_parts(experiment: Experiment, training: TrainingConfig, spec: RunSpe
     material = {
         "base_model": experiment.base_model.model_dump(mode="json"),
         "training": training.model_dump(mode="json"),
-        "seed": spec.seed, "init_seed": spec.init_seed,
+        # The engine initialises from `seed` when `init_seed` is unset: the same run, one key (a soup's
+        # first ingredient at the experiment's seed shares vanilla's run instead of training it again).
+        "seed": spec.seed, "init_seed": None if spec.init_seed == spec.seed else spec.init_seed,
         "data": data_fp, "validation": validation_fp,
         "hooks": [_hook(spec.data_transform), _hook(spec.regularizer), _hook(spec.auxiliary_loss),
                   _hook(spec.adapter)],
