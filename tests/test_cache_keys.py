@@ -124,14 +124,15 @@ def test_an_init_seed_equal_to_the_seed_is_the_same_run(tmp_path):
 
     exp = {"name": "soup", "base_model": {"id": "builtin:tiny-llama"},
            "data": {"source": "builtin:toy-instructions", "max_samples": 16},
-           "training": {"batch_size": 8, "max_seq_len": 128, "max_steps": 1, "scheduler": {"warmup_steps": 1}},
+           "training": {"batch_size": 8, "max_seq_len": 128, "max_steps": 1,
+                        "scheduler": {"warmup_steps": 1}},
            "methods": ["vanilla", {"name": "uniform_soup", "options": {"settings": [{}, {"seed": 1}]}}],
            "suites": [KNOWLEDGE], "backend": {"name": "hf"}, "results_dir": "res"}
     path = tmp_path / "soup.yaml"
     path.write_text(yaml.safe_dump(exp))
     experiment = load_experiment(path)
-    keys = {init: run_key(experiment, experiment.training, RunSpec(name="x", seed=0, init_seed=init), "d", "v")
-            for init in (None, 0, 1)}
+    keys = {init: run_key(experiment, experiment.training, RunSpec(name="x", seed=0, init_seed=init),
+                          "d", "v") for init in (None, 0, 1)}
     assert keys[None] == keys[0] != keys[1]
     trained = [label for label in run(path) if label.startswith("train ")]
     assert trained == ["train uniform_soup seed 0 ingredient-1", "train vanilla seed 0 main"]
