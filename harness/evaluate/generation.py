@@ -167,6 +167,7 @@ class GreedyGenerator:
             if self._finished(state, request):
                 return True
         return False
+
     def _prefill(self, prefix: RowCache, p: int, prompts: list[list[int]]) -> RowCache:
         """The rows' caches holding each prompt but its last token (fed by the next decode step)."""
         # Shared: rows with nothing of their own yet; else each row gets a copy of the prefix's cache.

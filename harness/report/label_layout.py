@@ -24,15 +24,8 @@ WRAP_CHARS = 30  # a combined label wraps at its separators past this many chara
 RADII_PX = (3.0, 8.0, 14.0, 22.0, 32.0, 44.0, 58.0, 75.0, 95.0, 120.0, 150.0, 190.0, 240.0)
 LINE_COST = 0.5  # cost per pixel of line under a label, against 1 per pixel of distance from the point
 LEADER_CROSSING_COST = 400.0  # a leader line drawn through another label
-_SOFT_MARKERS = {
-    "|",
-    "_",
-    "None",
-    "none",
-    "",
-    " ",
-    None,
-}  # error-bar caps and plain lines: crossed, not avoided
+# Error-bar caps and plain lines: crossed, not avoided.
+_SOFT_MARKERS = {"|", "_", "None", "none", "", " ", None}
 
 
 @dataclass(frozen=True)
@@ -55,6 +48,10 @@ class Box:
 
     def nearest(self, x: float, y: float) -> tuple[float, float]:
         return min(max(x, self.x0), self.x1), min(max(y, self.y0), self.y1)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2
 
 
 Segment = tuple[tuple[float, float], tuple[float, float]]
@@ -102,11 +99,8 @@ def combined_text(parts: Sequence[Sequence[str]], wrap: int = WRAP_CHARS) -> str
     groups (scores that differ by less than the eye sees) by ' ≈ '; wrapped at a separator past `wrap`
     characters. A name that holds '=' itself (α=1) is put in parentheses, so the separators stay readable."""
     several = sum(len(part) for part in parts) > 1
-    tokens = [
-        (" = " if j else " ≈ ", f"({name})" if several and "=" in name else name)
-        for part in parts
-        for j, name in enumerate(part)
-    ]
+    tokens = [(" = " if j else " ≈ ", f"({name})" if several and "=" in name else name)
+              for part in parts for j, name in enumerate(part)]
     lines: list[str] = []
     for separator, name in tokens:
         if lines and len(lines[-1]) + len(separator) + len(name) <= wrap:
@@ -121,36 +115,28 @@ def combined_text(parts: Sequence[Sequence[str]], wrap: int = WRAP_CHARS) -> str
 
 def equal_parts(group: Sequence[int], points: Sequence[tuple[float, float]]) -> list[list[int]]:
     """The group's members split into runs of equal coordinates (to rounding), in the group's order."""
+    def same(i: int, j: int) -> bool:
+        return all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+                   for a, b in zip(points[i], points[j], strict=True))
+
     parts: list[list[int]] = []
     for i in group:
-        same = next(
-            (
-                part
-                for part in parts
-                if all(
-                    math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-                    for a, b in zip(points[part[0]], points[i], strict=True)
-                )
-            ),
-            None,
-        )
-        if same is None:
+        part = next((part for part in parts if same(part[0], i)), None)
+        if part is None:
             parts.append([i])
         else:
-            same.append(i)
+            part.append(i)
     return parts
 
 
-def group_coincident(
-    anchors: Sequence[tuple[float, float]], tolerance: float = COINCIDENT_PX
-) -> list[list[int]]:
+def group_coincident(anchors: Sequence[tuple[float, float]],
+                     tolerance: float = COINCIDENT_PX) -> list[list[int]]:
     """Indices of anchors (pixels) grouped with every anchor within `tolerance` of a member, in input
     order."""
     groups: list[list[int]] = []
     for i, (x, y) in enumerate(anchors):
-        near = [
-            g for g in groups if any(math.hypot(anchors[j][0] - x, anchors[j][1] - y) <= tolerance for j in g)
-        ]
+        near = [g for g in groups
+                if any(math.hypot(anchors[j][0] - x, anchors[j][1] - y) <= tolerance for j in g)]
         merged = [i] + [j for g in near for j in g]
         groups = [g for g in groups if g not in near] + [sorted(merged)]
     return sorted(groups, key=lambda g: g[0])
@@ -168,10 +154,8 @@ def _candidates(x: float, y: float, width: float, height: float, clear: float) -
             ux, uy = cx * scale, cy * scale  # on the unit square: sides at 0/90/.., corners at 45/135/..
             center_x = x + ux * (clear + radius + width / 2)
             center_y = y + uy * (clear + radius + height / 2)
-            yield (
-                radius,
-                Box(center_x - width / 2, center_y - height / 2, center_x + width / 2, center_y + height / 2),
-            )
+            yield radius, Box(center_x - width / 2, center_y - height / 2,
+                              center_x + width / 2, center_y + height / 2)
 
 
 def needs_leader(x: float, y: float, box: Box, clear: float) -> bool:
@@ -186,10 +170,8 @@ def segments_cross(a: Segment, b: Segment) -> bool:
     def side(p: tuple[float, float], q: tuple[float, float], r: tuple[float, float]) -> float:
         return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
 
-    return (
-        side(b[0], b[1], a[0]) * side(b[0], b[1], a[1]) < 0
-        and side(a[0], a[1], b[0]) * side(a[0], a[1], b[1]) < 0
-    )
+    return (side(b[0], b[1], a[0]) * side(b[0], b[1], a[1]) < 0
+            and side(a[0], a[1], b[0]) * side(a[0], a[1], b[1]) < 0)
 
 
 @dataclass
@@ -202,14 +184,11 @@ class Placed:
 
 def _leader_cost(x: float, y: float, box: Box, placed: Placed, obstacles: Obstacles) -> float:
     """A leader runs from the box's middle to the point: it should cross no label, leader or other marker."""
-    leader = ((x, y), ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2))
+    leader = ((x, y), box.center)
     crossings = sum(1 for b in placed.boxes if length_inside(b, leader) > 0)
     crossings += sum(1 for other in placed.leaders if segments_cross(leader, other))
-    markers = sum(
-        1
-        for h in obstacles.hard
-        if not (h.x0 <= x <= h.x1 and h.y0 <= y <= h.y1) and length_inside(h, leader) > 0
-    )
+    markers = sum(1 for h in obstacles.hard
+                  if not (h.x0 <= x <= h.x1 and h.y0 <= y <= h.y1) and length_inside(h, leader) > 0)
     return LEADER_PX + LEADER_CROSSING_COST * (crossings + markers / 2)
 
 
@@ -224,16 +203,8 @@ def ambiguous(x: float, y: float, box: Box, others: Sequence[tuple[float, float]
     return any(gap(ox, oy) < own for ox, oy in others)
 
 
-def place_one(
-    x: float,
-    y: float,
-    size: tuple[float, float],
-    clear: float,
-    bounds: Box,
-    placed: Placed,
-    obstacles: Obstacles,
-    others: Sequence[tuple[float, float]] = (),
-) -> tuple[Box, bool]:
+def place_one(x: float, y: float, size: tuple[float, float], clear: float, bounds: Box, placed: Placed,
+              obstacles: Obstacles, others: Sequence[tuple[float, float]] = ()) -> tuple[Box, bool]:
     """The cheapest free box of `size` near (x, y), and whether it needs a leader line; if no box is
     free, the one overlapping least."""
     width, height = size
@@ -252,22 +223,14 @@ def place_one(
     return best[1], best[2]
 
 
-def layout(
-    anchors: Sequence[tuple[float, float]],
-    sizes: Sequence[tuple[float, float]],
-    clear: Sequence[float],
-    bounds: Box,
-    obstacles: Obstacles,
-) -> list[tuple[Box, bool]]:
+def layout(anchors: Sequence[tuple[float, float]], sizes: Sequence[tuple[float, float]],
+           clear: Sequence[float], bounds: Box, obstacles: Obstacles) -> list[tuple[Box, bool]]:
     """A box for each label and whether it needs a leader line, placed greedily: the labels in the most
     crowded places go first."""
 
     def crowd(i: int) -> int:
-        return sum(
-            1
-            for j, (x, y) in enumerate(anchors)
-            if j != i and math.hypot(x - anchors[i][0], y - anchors[i][1]) < 60
-        )
+        return sum(1 for j, (x, y) in enumerate(anchors)
+                   if j != i and math.hypot(x - anchors[i][0], y - anchors[i][1]) < 60)
 
     placements: dict[int, tuple[Box, bool]] = {}
     placed = Placed()
@@ -277,7 +240,7 @@ def layout(
         box, leader = placements[i] = place_one(x, y, sizes[i], clear[i], bounds, placed, obstacles, others)
         placed.boxes.append(box)
         if leader:
-            placed.leaders.append(((x, y), ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)))
+            placed.leaders.append(((x, y), box.center))
     return [placements[i] for i in range(len(anchors))]
 
 
@@ -328,9 +291,8 @@ def _obstacles(ax: Any, legend: Box | None) -> Obstacles:
 
 
 def _measure(ax: Any, renderer: Any, text: str, style: dict[str, Any]) -> tuple[float, float]:
-    probe = ax.annotate(
-        text, (0, 0), ha="center", va="center", bbox=LABEL_BACKING, annotation_clip=False, **style
-    )
+    probe = ax.annotate(text, (0, 0), ha="center", va="center", bbox=LABEL_BACKING, annotation_clip=False,
+                        **style)
     extent = probe.get_window_extent(renderer)
     probe.remove()
     return float(extent.width), float(extent.height)
@@ -356,31 +318,14 @@ def label_points(fig: Any, ax: Any, labels: Sequence[PointLabel], clear_pt: floa
     placements = layout(points, sizes, [clear_pt * to_px] * len(groups), bounds, obstacles)
     drawn = []
     for (x, y), (box, leader), text, style, g in zip(points, placements, texts, styles, groups, strict=True):
-        arrow = (
-            {
-                "arrowstyle": "-",
-                "color": style.get("color", "black"),
-                "linewidth": 0.6,
-                "shrinkA": 0,
-                "shrinkB": clear_pt,
-            }
-            if leader
-            else None
-        )
-        offset = ((box.x0 + box.x1) / 2 - x) / to_px, ((box.y0 + box.y1) / 2 - y) / to_px
+        arrow = ({"arrowstyle": "-", "color": style.get("color", "black"), "linewidth": 0.6, "shrinkA": 0,
+                  "shrinkB": clear_pt} if leader else None)
+        center_x, center_y = box.center
+        offset = (center_x - x) / to_px, (center_y - y) / to_px
         p = labels[g[0]]
-        annotation = ax.annotate(
-            text,
-            (p.x, p.y),
-            xytext=offset,
-            textcoords="offset points",
-            ha="center",
-            va="center",
-            bbox=LABEL_BACKING,
-            arrowprops=arrow,
-            annotation_clip=False,
-            **style,
-        )
+        annotation = ax.annotate(text, (p.x, p.y), xytext=offset, textcoords="offset points", ha="center",
+                                 va="center", bbox=LABEL_BACKING, arrowprops=arrow, annotation_clip=False,
+                                 **style)
         annotation.set_in_layout(False)
         drawn.append(annotation)
     return drawn
