@@ -64,8 +64,12 @@ def main() -> None:
         sides = [("this checkout", ROOT)]
         if args.before:
             worktree = Path(tmp) / "before"
-            subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before], cwd=ROOT,
-                           check=True, capture_output=True)
+            added = subprocess.run(["git", "worktree", "add", "--detach", str(worktree), args.before],
+                                   cwd=ROOT, capture_output=True, text=True)
+            if added.returncode != 0:
+                why = added.stderr.strip().splitlines()[-1] if added.stderr.strip() else "git failed"
+                sys.stderr.write(f"error: --before {args.before}: not a revision git can check out ({why})\n")
+                sys.exit(2)
             sides.insert(0, (f"before ({args.before})", worktree))
         try:
             for number, (name, checkout) in enumerate(sides):
