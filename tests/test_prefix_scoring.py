@@ -10,9 +10,9 @@ from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 
 from harness.builtin import resolve_builtin
-from harness.evaluate.item_rows import pack_items
+from harness.evaluate.item_rows import SegmentTrie, pack_items
 from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM
-from harness.evaluate.prefix_scoring import plan_prefix_groups
+from harness.evaluate.prefix_scoring import plan_prefix_groups, planned_tokens
 
 WORDS = "the cat dog sat on a mat with some red blue green ideas sleeping quickly over under 42 7".split()
 
@@ -86,6 +86,52 @@ def test_pack_items_fills_rows_longest_first_within_the_width() -> None:
     assert rows == [[5], [1, 2], [3, 0], [4]]
     assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
     assert pack_items([20, 3], 12) == [[0], [1]]  # an item wider than a row gets its own
+
+
+def test_segment_trie_runs_a_shared_token_once_in_depth_first_order() -> None:
+    trie = SegmentTrie.of([[5, 6, 7], [5, 8], [5, 6], [9]])
+    assert trie.tokens == [5, 6, 7, 8, 9]  # [5], [5, 6] shared; sorted: 5 6 7 | 8 | 9
+    assert trie.depths == [0, 1, 2, 1, 0]
+    assert trie.ends == [4, 3, 3, 4, 5]  # a node's subtree is the nodes up to its end
+    assert trie.paths == [[0, 1, 2], [0, 3], [0, 1], [4]]
+
+
+def test_choices_sharing_their_first_tokens_equal_lm_evals_hf_model(plain_lm: HFLM) -> None:
+    """Choices that share leading words, one a prefix of another, one a prefix of another's head."""
+    choices = [" the red cat", " the red cat sat on", " the red dog", " the blue", " the", " a mat",
+               " the red"]
+    pairs = [(ctx, choice) for ctx in ("Q: what sat?\nA:", "Q: 42 ideas\nA:") for choice in choices]
+    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+    expected = plain_lm.loglikelihood(requests, disable_tqdm=True)
+    for packing in ({}, {"row_tokens": 1}):
+        _assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
+
+
+def test_planned_tokens_are_the_tokens_the_scorer_feeds(plain_lm: HFLM,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.evaluate.prefix_scoring as scoring
+
+    requests = _requests(plain_lm, seed=5)
+    pairs = [plain_lm._encode_pair(*r.args) for r in requests]
+    fed: list[int] = []
+    real_forward, real_run_items = scoring.CachedForward.__call__, scoring.run_items
+
+    def prefix_forward(self, past, rows, **kwargs):  # type: ignore[no-untyped-def]
+        fed.append(sum(len(row) for row in rows))
+        return real_forward(self, past, rows, **kwargs)
+
+    def counted_run_items(forward, past, rows):  # type: ignore[no-untyped-def]
+        fed.append(sum(item.length for row in rows for item in row))
+        return real_run_items(forward, past, rows)
+
+    fast = _fast(plain_lm)
+    fast.loglikelihood(requests[:1], disable_tqdm=True)  # the first call's check of the cache path
+    monkeypatch.setattr(scoring.CachedForward, "__call__", prefix_forward)
+    monkeypatch.setattr(scoring, "run_items", counted_run_items)
+    fast.loglikelihood(requests, disable_tqdm=True)
+    assert planned_tokens(pairs) == sum(fed)
+    # Fewer than lm-eval's context + continuation per request: the preambles and shared heads run once.
+    assert planned_tokens(pairs) < 0.5 * sum(len(c) + len(x) - 1 for c, x in pairs)
 
 
 def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None:

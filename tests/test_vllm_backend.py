@@ -73,6 +73,22 @@ def test_is_a_registered_backend_with_strict_options() -> None:
     assert registry.backends.get("vllm") is VLLMBackend and isinstance(VLLMBackend(), Backend)
     with pytest.raises(UserError, match="unknown option 'gpu_mem'"):
         validate_options(VLLMBackend, {"gpu_mem": 0.5}, "backend 'vllm'")
+    with pytest.raises(UserError, match="loglikelihood_engine"):
+        validate_options(VLLMBackend, {"loglikelihood_engine": "gpu"}, "backend 'vllm'")
+    chosen = validate_options(VLLMBackend, {"loglikelihood_engine": "hf"}, "backend 'vllm'")
+    assert chosen.loglikelihood_engine == "hf"
+    assert VLLMOptions().loglikelihood_engine == "vllm"  # --backend vllm: vLLM answers everything
+
+
+def test_auto_scores_with_the_prefix_scorer_where_it_picks_vllm() -> None:
+    from harness.evaluate.runner import auto_backend_options
+
+    assert auto_backend_options("auto", "vllm", {"dtype": "bfloat16"}) == {"loglikelihood_engine": "hf",
+                                                                          "dtype": "bfloat16"}
+    chosen = {"loglikelihood_engine": "vllm"}
+    assert auto_backend_options("auto", "vllm", chosen) == chosen
+    assert auto_backend_options("vllm", "vllm", {}) == {}
+    assert auto_backend_options("auto", "hf", {"batch_size": 4}) == {"batch_size": 4}
 
 
 # ---- vLLM against transformers ------------------------------------------------------------------
@@ -86,12 +102,13 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(target: str, backend: str, data_dir: Path, results: Path) -> dict[str, dict[str, Any]]:
+def _run(target: str, backend: str, data_dir: Path, results: Path,
+         options: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """{benchmark: {"scores", "outputs", "loglikelihoods"}} of one uncached run."""
     from harness.evaluate.runner import EvalRequest, run_eval
 
     suite = {"benchmarks": BENCHMARKS, "data_dir": data_dir, "limit": 3, "max_gen_toks": 16, "allow_partial": True}
-    options = VLLM_OPTIONS if backend == "vllm" else HF_OPTIONS
+    options = options or (VLLM_OPTIONS if backend == "vllm" else HF_OPTIONS)
     outcome = run_eval(EvalRequest(target, "knowledge", suite, backend, options, results, cache=False))
     gc.collect()  # the run's engine is unreferenced now: free it before the next one starts
     return {r.benchmark: {"scores": r.values(),
@@ -197,3 +214,29 @@ def test_lora_checkpoint_generates_with_lora_and_scores_merged(
 
     assert roles["generate"] == (resolve_model_ref("builtin:tiny-llama"), True, 8)
     assert "vllm-merged" in roles["score"][0] and roles["score"][1] is False
+
+
+@pytest.mark.vllm
+@needs_vllm
+def test_hf_loglikelihood_engine_scores_with_the_prefix_scorer_and_generates_with_vllm(
+        base_runs: dict[str, dict], data_dir: Path, tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.evaluate.backends.vllm as backend_module
+
+    built: list[str] = []
+    original = backend_module.hf_scorer
+
+    def recording(*args: Any) -> Any:
+        lm = original(*args)
+        built.append(type(lm).__name__)
+        return lm
+
+    monkeypatch.setattr(backend_module, "hf_scorer", recording)
+    results = tmp_path_factory.mktemp("results-hf-scorer")
+    options = {**VLLM_OPTIONS, "loglikelihood_engine": "hf"}
+    hybrid = _run("builtin:tiny-llama", "vllm", data_dir, results, options)
+    assert built == ["PrefixCachedHFLM"]
+    for name in BENCHMARKS:  # the hf backend's numbers exactly (the same scorer), vLLM's generations
+        assert hybrid[name]["loglikelihoods"] == base_runs["hf"][name]["loglikelihoods"], name
+        assert hybrid[name]["outputs"] == base_runs["vllm"][name]["outputs"], name
+        assert hybrid[name]["scores"] == base_runs["vllm"][name]["scores"], name

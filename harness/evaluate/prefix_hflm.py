@@ -180,7 +180,7 @@ def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) 
     """None when `tokens` run as the engines run them give a plain forward's log-probabilities; else
     what differs. A cached prefix, then two rows of different lengths (one padded), then each row's
     rest after the padding (the generator's steps); and the scorer's packed items: two items in one
-    row and one in another, each a suffix after the prefix and continuations side by side."""
+    row and one in another, each a suffix after the prefix and its continuations as a trie."""
     tokens, n, q, r = _check_tokens(tokens)
     _, prefix = forward(empty_rows(1, forward.device), [tokens[:q]], logits=False)
     if not supports_cache(prefix.cache):
@@ -197,10 +197,9 @@ def check_cached_forward(forward: CachedForward, model: Any, tokens: list[int]) 
     checks = [(logits[0, : n - r], r), (logits[1, : n - r + 1], r - 1)]
     number = 0
     for row in layout:
-        for end, stops in row:
+        for end, _ in row:
             checks.append((packed.logits[packed.last[number]][None], end - 1))
-            starts = zip(packed.segments[number], stops, strict=True)
-            checks += [(packed.logits[at:at + stop - end], end) for at, stop in starts]
+            checks += [(packed.logits[at], end) for at in packed.segments[number]]
             number += 1
     return _differs(forward, model, tokens, checks)
 

@@ -53,7 +53,8 @@ def run_eval(request: EvalRequest, ctx: SuiteContext | None = None) -> EvalOutco
     suite_options = validate_options(suite_cls, request.suite_options, f"suite '{request.suite}'")
     backend_name = pick_backend(request.backend, _kind_of(request.target))
     backend_cls = registry.backends.get(backend_name)
-    backend_options = validate_options(backend_cls, request.backend_options, f"backend '{backend_name}'")
+    options = auto_backend_options(request.backend, backend_name, request.backend_options)
+    backend_options = validate_options(backend_cls, options, f"backend '{backend_name}'")
 
     plan = suite_cls().prepare(suite_options, ctx)
     target = _target(request.target, backend_name, backend_options)
@@ -127,6 +128,15 @@ def pick_backend(name: str, kind: str | None = None) -> str:
 
     vllm_installed = "vllm" in registry.backends and importlib.util.find_spec("vllm") is not None
     return "vllm" if torch.cuda.is_available() and vllm_installed else "hf"
+
+
+def auto_backend_options(requested: str, picked: str, options: dict[str, Any]) -> dict[str, Any]:
+    """`auto` picks the faster engine per request type too: where it picks vllm, log-likelihoods go to
+    the hf backend's shared-prefix scorer (vLLM prefills every choice in full: on paper 32 against 9 min
+    for the nine benchmarks on a 7B, bench/eval_cost_on_paper.py) unless the options choose."""
+    if requested == "auto" and picked == "vllm":
+        return {"loglikelihood_engine": "hf", **options}
+    return options
 
 
 def validate_options(plugin: Any, options: dict[str, Any], what: str) -> BaseModel:

@@ -153,7 +153,7 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("race_middle", "race_middle", "race/race.yaml", "race_middle", 0, "acc", "multiple_choice",
               hub_config="middle",
               note="lm-eval's RACE task on the middle-school set (EleutherAI/race 'middle'), one question per "
-                   "article as in race; 1,436 questions; not one of the nine."),
+                   "article as in race: 362 items (articles) of its 1,436 questions; not one of the nine."),
     Benchmark("humaneval_bigcode", "humaneval_bigcode", "humaneval/humaneval.yaml", "humaneval", 0, "pass@1",
               "generate_until", code=True, overlay="humaneval_bigcode.yaml",
               note="bigcode-evaluation-harness's HumanEval: prompt stripped of trailing whitespace, stop "
