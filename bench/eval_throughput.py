@@ -22,8 +22,12 @@ HFLM, vLLM's speed as a multiple of HFLM's and of atax's, and agreement with HFL
 SmolLM2): >= 4x requests/CPU-s on TruthfulQA-MC1 and ARC-c, >= 2x on MMLU 5-shot, identical
 per-item results; generation >= 3x tokens/s at the same outputs.
 
-Last measured (SmolLM2, `--models builtin:smollm2-135m-instruct --items 16 --gen-items 4
---max-gen-toks 96`, one run, shared 2-core machine at load ~5): TruthfulQA-MC1 13.7x, ARC-c 3.5x,
+Last measured (SmolLM2, `--models builtin:smollm2-135m-instruct --vllm-python none`, idle machine,
+choices as a trie, 128-token rows): `--benchmarks arc_challenge --items 200` ARC-c 3.52x (HFLM
+109.2 CPU-s, atax 31.0); `--benchmarks truthfulqa,mmlu,openbookqa,race_middle --items 40`
+TruthfulQA-MC1 16.8x, MMLU 5.7x, OpenBookQA 3.1x, RACE-middle 4.3x; max |dll| <= 4e-5, same
+is_greedy throughout. Before (`--items 16 --gen-items 4 --max-gen-toks 96`, one run, shared 2-core
+machine at load ~5): TruthfulQA-MC1 13.7x, ARC-c 3.5x,
 MMLU 5.0x (max |dll| <= 4e-5, same is_greedy), GSM8K 1.9x with identical outputs (1.9-2.4x over
 other runs). Before packed item rows and draft tokens: ARC-c 2.5x (same 16 items, same day); earlier
 figures 4.5x TruthfulQA (8 items), 3.8x MMLU (2 subjects), 1.5x GSM8K. After the shared-prefix

@@ -175,6 +175,33 @@ def test_hf_scores_real_arc_items_as_the_model_ranks_them(smollm2: tuple[Any, An
     assert result.values()["acc"] == sum(i.score for i in items) / 10
 
 
+@pytest.mark.realdata
+@needs_smollm2
+def test_prefix_scorer_equals_lm_evals_hf_model_on_real_arc_items(smollm2: tuple[Any, Any], arc_dir: Path) -> None:
+    """Within 1e-4 per request and the same is_greedy, on the real model: ARC's choices (which often
+    share their first words: the trie) zero-shot, and the same items behind a one-shot preamble."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM
+
+    model, tokenizer = smollm2
+    rows = [json.loads(line) for line in (arc_dir / "arc_challenge" / "test.jsonl").read_text().splitlines()]
+    shot = rows[0]
+    preamble = (f"Question: {shot['question']}\nAnswer: "
+                f"{shot['choices']['text'][shot['choices']['label'].index(shot['answerKey'])]}\n\n")
+    pairs = [(prefix + f"Question: {row['question']}\nAnswer:", " " + choice)
+             for prefix in ("", preamble) for row in rows[3:7] for choice in row["choices"]["text"]]
+    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+    want = HFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8).loglikelihood(
+        requests, disable_tqdm=True)
+    fast = PrefixCachedHFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8)
+    got = fast.loglikelihood(requests, disable_tqdm=True)
+    assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
+    assert max(abs(a[0] - b[0]) for a, b in zip(want, got, strict=True)) <= 1e-4
+    assert [a[1] for a in want] == [b[1] for b in got]
+
+
 @pytest.mark.vllm
 @pytest.mark.realdata
 @needs_vllm
