@@ -86,6 +86,10 @@ def test_backend_and_option_mistakes(tmp_path: Path, data: Path) -> None:
                                                   "dtype, device, max_length")
     assert _fails("eval", "--backend", "answers", "--answers", str(tmp_path / "none.jsonl"),
                   "--results", str(tmp_path)).startswith("error: backend 'answers': option 'answers': file ")
+    assert _fails("eval", "builtin:tiny-llama", "--backend", "hf", "-B", "colour=blue", "--results",
+                  str(tmp_path)).startswith("error: backend 'hf': unknown option 'colour'; it takes: batch_size, ")
+    assert _fails("eval", "builtin:tiny-llama", "-B", "loglikelihood_engine", "--results", str(tmp_path)) == (
+        "error: --backend-option: expected KEY=VALUE, got 'loglikelihood_engine'")
     assert _fails("eval", "builtin:tiny-llama", "-o", "colour=blue", "--results", str(tmp_path)).startswith(
         "error: suite 'knowledge': unknown option 'colour'; it takes: benchmarks, limit, ")
     assert _fails("eval", "builtin:tiny-llama", "--backend", "tpu", "--results", str(tmp_path)).startswith(

@@ -55,6 +55,9 @@ def eval_(
         f"A first try: at most {QUICK_LIMIT} items per task and {QUICK_GEN_TOKS} generated tokens unless "
         "--limit / --max-gen-toks say otherwise (scores are a smoke test, not comparable to full runs).")),
     option: list[str] = typer.Option([], "--option", "-o", help="Another suite option, KEY=VALUE (repeatable)."),
+    backend_option: list[str] = typer.Option([], "--backend-option", "-B", help=(
+        "Another backend option, KEY=VALUE (repeatable), e.g. loglikelihood_engine=hf (an unknown KEY lists "
+        "the backend's options).")),
     results: Path = typer.Option(Path("atax-results"), "--results", help="Results directory (SQLite store)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Reuse this model's cached responses."),
     as_json: bool = typer.Option(False, "--json", help="Print {benchmark: {metric: value, n}} as JSON only."),
@@ -69,11 +72,12 @@ def eval_(
                             "allow_code_execution": True if allow_code_execution else None,
                             "max_gen_toks": max_gen_toks, "judge_url": judge_url, "judge_model": judge_model,
                             "questions": questions, "judge_prompts": judge_prompts, "judge_repeats": judge_repeats})
-    suite_options.update(_parse_options(option))
+    suite_options.update(_parse_options(option, "--option"))
     display = _Display(quiet)
     if quick:
         display.log(_apply_quick(suite_options))
     backend_options = _given({"batch_size": _batch_size(batch_size), "dtype": dtype, "answers": answers})
+    backend_options.update(_parse_options(backend_option, "--backend-option"))
     request = EvalRequest(target, suite, suite_options, backend, backend_options, results, cache)
 
     # Libraries print to stdout now and then; stdout is reserved for the table or the JSON.
@@ -163,12 +167,12 @@ def _batch_size(value: str | None) -> int | str | None:
     return int(value)
 
 
-def _parse_options(pairs: list[str]) -> dict[str, Any]:
+def _parse_options(pairs: list[str], flag: str) -> dict[str, Any]:
     options = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UserError(f"--option: expected KEY=VALUE, got '{pair}'")
+            raise UserError(f"{flag}: expected KEY=VALUE, got '{pair}'")
         options[key.strip()] = yaml.safe_load(value) if value else ""
     return options
 
