@@ -177,7 +177,8 @@ def test_hf_scores_real_arc_items_as_the_model_ranks_them(smollm2: tuple[Any, An
 
 @pytest.mark.realdata
 @needs_smollm2
-def test_prefix_scorer_equals_lm_evals_hf_model_on_real_arc_items(smollm2: tuple[Any, Any], arc_dir: Path) -> None:
+def test_prefix_scorer_equals_lm_evals_hf_model_on_real_arc_items(smollm2: tuple[Any, Any],
+                                                                  arc_dir: Path) -> None:
     """Within 1e-4 per request and the same is_greedy, on the real model: ARC's choices (which often
     share their first words: the trie) zero-shot, and the same items behind a one-shot preamble."""
     from lm_eval.api.instance import Instance
