@@ -148,6 +148,16 @@ def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None
         _assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
 
 
+def test_kv_budget_is_a_quarter_of_free_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.evaluate.prefix_hflm import default_kv_budget
+
+    assert default_kv_budget(torch.device("cpu")) == 512 << 20
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (60 << 30, 80 << 30))
+    assert default_kv_budget(torch.device("cuda", 0)) == 15 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1 << 30, 80 << 30))
+    assert default_kv_budget(torch.device("cuda", 0)) == 512 << 20  # never below the CPU's
+
+
 def test_without_prefix_cache_is_lm_evals_path(plain_lm: HFLM) -> None:
     requests = _requests(plain_lm, seed=1)
     fast, off = _fast(plain_lm), _fast(plain_lm, prefix_cache=False)

@@ -39,13 +39,13 @@ _LOGIT_PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "enco
 
 class PrefixCachedHFLM(HFLM):
     def __init__(self, *args: Any, prefix_cache: bool = True, generation_rows: int = 16,
-                 token_budget: int = 512, kv_budget_bytes: int = 512 << 20, row_tokens: int = ROW_TOKENS,
+                 token_budget: int = 512, kv_budget_bytes: int | None = None, row_tokens: int = ROW_TOKENS,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._row_tokens = row_tokens
         self.engine_paths: dict[str, str] = {}
         self._generation_rows = generation_rows
-        self._kv_budget_bytes = kv_budget_bytes
+        self._kv_budget_bytes = kv_budget_bytes or default_kv_budget(self.device)
         self._tuner = BatchTuner(start=token_budget, limit=16384 if self.device.type == "cuda" else 4096)
         self._engine_error: str | None = None if prefix_cache else "disabled (prefix_cache: false)"
         self._share_error: str | None = None  # why generation copies prompts' common prefix into every row
@@ -163,6 +163,16 @@ class PrefixCachedHFLM(HFLM):
 
         generator.generate([GenerationRequest(p, max_gen_toks, until) for p in prompts], on_done=done)
         return answers
+
+
+def default_kv_budget(device: torch.device) -> int:
+    """Bytes of cached keys/values the scorer's rows may copy per forward: 512 MiB on a CPU; on a GPU a
+    quarter of the memory free once the model is loaded (a 7B's 5-shot MMLU preamble alone is ~256 MiB
+    a row, so a CPU-sized budget would leave one row per forward there)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(512 << 20, free // 4)
+    return 512 << 20
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
