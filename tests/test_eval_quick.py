@@ -14,7 +14,7 @@ def test_quick_caps_items_and_generation_and_says_so(tmp_path):
     result = run_atax("eval", "builtin:tiny-llama", "--suite", "knowledge", "--benchmarks", "arc_challenge",
                       "--data-dir", "builtin:toy-knowledge", "--quick", "--limit", "1",
                       "--results", str(tmp_path / "res"), "--json", "--backend", "hf",
-                      "-B", "prefix_cache=false")
+                      "-B", "prefix_cache=false", "--no-cache")  # no cached answers: the engine runs
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["arc_challenge"]["n"] == 1  # the explicit --limit wins
     assert "--quick: at most 1 items per task, at most 128 generated tokens" in result.stderr
