@@ -214,6 +214,12 @@ def test_lora_checkpoint_generates_with_lora_and_scores_merged(
 
     assert roles["generate"] == (resolve_model_ref("builtin:tiny-llama"), True, 8)
     assert "vllm-merged" in roles["score"][0] and roles["score"][1] is False
+    # With the hf scorer: peft's adapter scores (the hf backend's numbers), vLLM's LoRA path generates.
+    monkeypatch.undo()
+    hybrid = _run(str(lora), "vllm", data_dir, results, {**VLLM_OPTIONS, "loglikelihood_engine": "hf"})
+    for name in BENCHMARKS:
+        assert hybrid[name]["loglikelihoods"] == hf[name]["loglikelihoods"], name
+        assert hybrid[name]["outputs"] == vllm[name]["outputs"], name
 
 
 @pytest.mark.vllm
