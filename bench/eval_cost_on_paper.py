@@ -24,7 +24,10 @@ running sequence's keys/values (no cascade attention: conservative) at --bandwid
 
 Last run (defaults; 2 min of CPU): every request through vLLM 32.4 min, MMLU's 40.6M prompt tokens
 23 of them; log-likelihoods through the hf scorer (2.0M tokens) and generations through vLLM 9.1 min,
-BBH's 1.3M new tokens 6 of them; every generation at its token cap 33.5 min.
+BBH's 1.3M new tokens 6 of them; every generation at its token cap 33.5 min. With `--tokenizer
+mistral_common/data/tokenizer.model.v1` (Mistral-7B's 32k sentencepiece vocabulary, shipped with vLLM's
+dependency mistral_common; run from .venv-vllm, which has sentencepiece): 34.8 and 9.4 min (MMLU
+44.2M prompt tokens through vLLM, 1.7M through the scorer), at the cap 34.5 min.
 
     python bench/eval_cost_on_paper.py [--tokenizer PATH] [--output-tokens 200] [--mfu 0.4]
 """
@@ -92,17 +95,25 @@ def _decode_seconds(tokens: float, context: float) -> float:
     return tokens / running * step_bytes / (H100["bandwidth"] * ARGS.bandwidth_efficiency)
 
 
-def main() -> None:
+def _encoder(tokenizer: str) -> Any:
+    """Text -> token ids: a tokenizer directory, or a sentencepiece `.model` file (Llama-2's and
+    Mistral-7B's tokenizer.model; needs the sentencepiece package)."""
+    if Path(tokenizer).is_file():
+        import sentencepiece
+
+        processor = sentencepiece.SentencePieceProcessor(model_file=tokenizer)
+        return processor.encode
     from transformers import AutoTokenizer
 
+    loaded = AutoTokenizer.from_pretrained(tokenizer)
+    return lambda text: loaded(text, add_special_tokens=False)["input_ids"]
+
+
+def main() -> None:
     from harness.builtin import resolve_builtin
     from suites.knowledge.originals import convert
 
-    tokenizer = AutoTokenizer.from_pretrained(ARGS.tokenizer
-                                              or str(resolve_builtin("builtin:smollm2-135m-instruct")))
-
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    encode = _encoder(ARGS.tokenizer or str(resolve_builtin("builtin:smollm2-135m-instruct")))
 
     with tempfile.TemporaryDirectory(prefix="atax-paper-") as tmp:
         for benchmark, (source, _) in SOURCES.items():
@@ -137,7 +148,8 @@ def main() -> None:
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", help="a local tokenizer directory (default SmolLM2's)")
+    parser.add_argument("--tokenizer", help="a local tokenizer directory or sentencepiece .model file "
+                                            "(default SmolLM2's)")
     parser.add_argument("--output-tokens", type=int, default=200,
                         help="mean new tokens per generation prompt")
     parser.add_argument("--mfu", type=float, default=0.4, help="prefill FLOP utilisation")
