@@ -35,6 +35,8 @@ class Backend(Protocol):
     `tasks` maps each lm-eval task name the run will send requests for to its benchmark name;
     most backends ignore it (a backend that replays stored answers needs it to find them).
     `cache_responses` says whether lm-eval's response cache is worth keeping for this backend.
+    A backend that runs no model (replayed answers) sets `runs_model = False`: its eval jobs then
+    reserve no GPU on a cluster (absent, it counts as True).
     """
 
     description: ClassVar[str]

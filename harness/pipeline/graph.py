@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, registry
 from harness.config import Experiment
 from harness.keys import (
     combine_versions,
@@ -48,11 +48,24 @@ def plan_job(row: Row, seed: int, common: dict[str, Any]) -> Job:
                {**common, "method": entry.row_name, "seed": seed}, logical=logical, versions=versions)
 
 
+def eval_gpus(backend: str, options: dict[str, Any]) -> int:
+    """GPUs an eval job reserves from a cluster executor (ray, slurm): one where its backend runs the
+    model, `auto` included (it picks vLLM or hf on the node, where it must find the GPU; with none
+    reserved, Ray and Slurm hide the GPUs and a 7B would be evaluated on the CPU); none for a backend
+    that runs no model or an hf backend pinned to the CPU."""
+    if backend != "auto":
+        if backend in registry.backends and not getattr(registry.backends.get(backend), "runs_model", True):
+            return 0
+        if str(options.get("device") or "").startswith("cpu"):
+            return 0
+    return 1
+
+
 def eval_jobs(experiment: Experiment, target: str, target_key: str, row: str, seed: int | None,
               deps: tuple[str, ...], common: dict[str, Any]) -> list[Job]:
     """One job per suite and label. Rows (or experiments sharing the results directory) whose
     checkpoints are the same share one `eval_key`: the first evaluates, the others copy its runs."""
-    gpus = 1 if experiment.backend.name in ("vllm",) else 0
+    gpus = eval_gpus(experiment.backend.name, experiment.backend.options)
     jobs = []
     for suite in experiment.suites:
         material = {"kind": "eval", "target": target_key, "suite": suite.name, "options": suite.options,

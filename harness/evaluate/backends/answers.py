@@ -50,6 +50,7 @@ class AnswersBackend:
     description: ClassVar[str] = "Replays completions from a JSONL file (no model); generation benchmarks only."
     Options: ClassVar[type[AnswersOptions]] = AnswersOptions
     cache_responses: ClassVar[bool] = False  # reading the file is the cheap part
+    runs_model: ClassVar[bool] = False  # an eval job needs no GPU
 
     def make_lm(self, target: EvalTarget, options: AnswersOptions, tasks: Mapping[str, str]) -> LM:
         first = next(jsonl_objects(options.answers), None)
