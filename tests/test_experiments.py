@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import run_atax
 
 from harness.cli.init import example_experiment_text
@@ -40,6 +41,9 @@ def test_paper_dry_run_lists_every_job_offline(tmp_path):
     assert "pending  train    train dtm seed 0 run 4/4" in lines
     assert "pending  eval     eval base on mt_bench" in lines
     assert "GPU-hours" in lines[-1] and "7.0B model" in lines[-1]
+    # 9 rows + 2 x 3 more checkpoints + base; the nine benchmarks + MT-bench + Vicuna-bench answers: 9.7 min
+    assert ("~3.0 GPU-hours of evaluation (18 checkpoints x 9.7 min for a 7B, scaled to this one;"
+            in lines[-1])
     assert not (tmp_path / "res" / "runs").exists()  # nothing was trained
 
 
@@ -49,3 +53,22 @@ def test_dry_run_counts_the_samples_max_samples_keeps(tmp_path):
     assert result.returncode == 0, result.stderr
     last = result.stdout.splitlines()[-1]
     assert "~64k tokens on a 135M model" in last and "160 of 326,154 samples (TULU-v2-mix)" in last, last
+
+
+def test_dry_run_evaluation_estimate_follows_limits_and_names_what_it_leaves_out(tmp_path):
+    from harness.pipeline.dryrun import EVAL_SECONDS_7B_H100, FULL_ITEMS, _eval_estimate
+    from suites.knowledge.benchmarks import DEFAULT_BENCHMARKS
+
+    assert tuple(FULL_ITEMS) == DEFAULT_BENCHMARKS  # no benchmarks option: the nine
+
+    exp = {"name": "est", "base_model": {"id": "builtin:tiny-llama"},
+           "data": {"source": "builtin:toy-instructions"}, "methods": ["vanilla"],
+           "results_dir": str(tmp_path / "res"),
+           "suites": [{"name": "knowledge",
+                       "options": {"benchmarks": ["mmlu", "race_middle"], "limit": 100}}]}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    text = _eval_estimate(load_experiment(tmp_path / "exp.yaml"), 2, 6.74e9)
+    minutes = EVAL_SECONDS_7B_H100["mmlu"] * 100 * 57 / 14042 / 60  # 100 per subject of 14,042 items
+    assert text.startswith(f"~{2 * minutes / 60:,.1f} GPU-hours of evaluation (2 checkpoints x "
+                           f"{minutes:.1f} min")
+    assert text.endswith("; not counted: race_middle)")

@@ -22,6 +22,19 @@ from harness.pipeline.rows import experiment_rows, selected
 TULU_FIRST_TURN_SAMPLES = 326_154  # the DTM paper's TULU-v2-mix size (first turns)
 ASSUMED_TOKENS_PER_SAMPLE = 400  # TULU-v2 first turns: instruction 80-330 + response 15-430 tokens
 GPU_FLOPS = 312e12 * 0.4  # A100 bf16 peak at 40 % utilisation
+# Seconds to evaluate one 7B checkpoint on one H100, on paper (bench/eval_cost_on_paper.py, a 32k
+# sentencepiece vocabulary: log-likelihoods through the hf scorer, generations through vLLM, 200 new
+# tokens a prompt), scaled with the parameter count; judged suites: their answers only (80 MT-bench
+# questions x 2 turns, 80 Vicuna-bench ones at GSM8K's decode rate), not the judge's calls.
+EVAL_SECONDS_7B_H100 = {"gsm8k": 82, "mmlu": 57, "bbh": 374, "arc_challenge": 2, "openbookqa": 1,
+                        "race": 13, "truthfulqa": 2, "humaneval": 4, "mbpp": 32, "mt_bench": 10,
+                        "vicuna_bench": 5}
+EVAL_PARAMS = 6.74e9
+# Scored items of the full test sets and lm-eval tasks per benchmark (a --limit applies per task); the
+# knowledge suite's default benchmarks, the paper's nine.
+FULL_ITEMS = {"gsm8k": (1319, 1), "mmlu": (14042, 57), "bbh": (6511, 27),
+              "arc_challenge": (1172, 1), "openbookqa": (500, 1), "race": (1045, 1), "truthfulqa": (817, 1),
+              "humaneval": (164, 1), "mbpp": (500, 1)}
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,7 @@ def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
     common = {"experiment": str(experiment_path), "results_dir": str(results_dir)}
     lines: list[Line] = []
     train_runs = 0
+    evaluations = 1  # checkpoints each suite evaluates: the base model's, then every row's
     for row in experiment_rows(experiment):  # the methods, or each method at each data size of a sweep
         if not selected(row, only):
             continue
@@ -58,6 +72,7 @@ def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
                 done = key is not None and (results_dir / "runs" / key / "checkpoint.json").is_file()
                 lines.append(Line("train", f"train {entry.row_name} seed {seed} run {i + 1}/{runs}", done))
             train_runs += runs
+            evaluations += variants
             lines.append(Line("combine", f"combine {entry.row_name} seed {seed}", False))
             for suite in experiment.suites:
                 lines.append(Line("eval", f"eval {entry.row_name} seed {seed} on {suite.name}"
@@ -65,10 +80,10 @@ def dry_run(experiment: Experiment, experiment_path: Path, results_dir: Path,
     for suite in experiment.suites:
         lines.append(Line("eval", f"eval base on {suite.name}", False))
     lines.append(Line("report", "report", False))
-    return lines, cost_estimate(experiment, train_runs)
+    return lines, cost_estimate(experiment, train_runs, evaluations)
 
 
-def cost_estimate(experiment: Experiment, train_runs: int) -> str:
+def cost_estimate(experiment: Experiment, train_runs: int, evaluations: int = 0) -> str:
     samples, assumed = _n_samples(experiment)
     training = experiment.training
     if training.max_steps:
@@ -81,7 +96,33 @@ def cost_estimate(experiment: Experiment, train_runs: int) -> str:
     hours = train_runs * 6 * params * tokens_per_run / GPU_FLOPS / 3600
     return (f"at most {train_runs} training runs (runs that methods share are trained once) of "
             f"~{_tokens(tokens_per_run)} tokens on a {_params(params)} model: "
-            f"~{hours:,.1f} GPU-hours of training (A100 at 40% utilisation; {assumed}); evaluation not included")
+            f"~{hours:,.1f} GPU-hours of training (A100 at 40% utilisation; {assumed}); "
+            + _eval_estimate(experiment, evaluations, params))
+
+
+def _eval_estimate(experiment: Experiment, evaluations: int, params: float) -> str:
+    """Evaluation GPU time on paper, or what it leaves out."""
+    seconds = 0.0
+    unknown = []
+    for suite in experiment.suites:
+        if suite.name == "knowledge":
+            limit = suite.options.get("limit")
+            for benchmark in suite.options.get("benchmarks") or FULL_ITEMS:
+                if benchmark not in FULL_ITEMS:
+                    unknown.append(benchmark)
+                    continue
+                items, tasks = FULL_ITEMS[benchmark]
+                share = min(1.0, limit * tasks / items) if limit else 1.0
+                seconds += EVAL_SECONDS_7B_H100[benchmark] * share
+        elif suite.name in EVAL_SECONDS_7B_H100:
+            seconds += EVAL_SECONDS_7B_H100[suite.name]
+        else:
+            unknown.append(suite.name)
+    hours = evaluations * seconds * params / EVAL_PARAMS / 3600
+    left = f"; not counted: {', '.join(unknown)}" if unknown else ""
+    return (f"~{hours:,.1f} GPU-hours of evaluation ({evaluations} checkpoints x {seconds / 60:.1f} min for a "
+            f"7B, scaled to this one; one H100 on paper, bench/eval_cost_on_paper.py; judge calls not "
+            f"included{left})")
 
 
 def _tokens(n: float) -> str:
