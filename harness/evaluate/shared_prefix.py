@@ -66,15 +66,8 @@ def active_prefix() -> SharedPrefix | None:
     return _ACTIVE.get()
 
 
-def attend_with_prefix(
-    shared: SharedPrefix,
-    layer: int,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None,
-    scaling: float | None,
-) -> torch.Tensor:
+def attend_with_prefix(shared: SharedPrefix, layer: int, query: torch.Tensor, key: torch.Tensor,
+                       value: torch.Tensor, mask: torch.Tensor | None, scaling: float | None) -> torch.Tensor:
     """Attention of `query` [rows, heads, q, d] over the prefix then the rows' own `key`/`value`
     [rows, kv_heads, own, d] (`mask` [rows, 1, q, own], bool or additive, for the own part only).
     Returns [rows, q, heads, d], the layout transformers' attention functions return."""
@@ -82,40 +75,22 @@ def attend_with_prefix(
     rows, heads, q, _ = query.shape
     if mask is None and q > 1:  # transformers left causality to the kernel (is_causal): spell it out
         own = key.shape[-2]
-        mask = (
-            torch.arange(own, device=key.device)[None, :]
-            <= torch.arange(q, device=key.device)[:, None] + (own - q)
-        )[None, None]
+        positions = torch.arange(own, device=key.device)
+        mask = (positions[None, :] <= torch.arange(q, device=key.device)[:, None] + (own - q))[None, None]
     if mask is not None:
         mask = mask.expand(rows, -1, q, -1)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     per_row = heads * q * (shared.length + key.shape[-2])
     step = max(1, SCORE_ELEMENTS // max(per_row, 1))
-    parts = [
-        _attend(
-            shared.keys[layer],
-            shared.values[layer],
-            query[i : i + step],
-            key[i : i + step],
-            value[i : i + step],
-            None if mask is None else mask[i : i + step],
-            scale,
-        )
-        for i in range(0, rows, step)
-    ]
+    parts = [_attend(shared.keys[layer], shared.values[layer], query[i:i + step], key[i:i + step],
+                     value[i:i + step], None if mask is None else mask[i:i + step], scale)
+             for i in range(0, rows, step)]
     out = parts[0] if len(parts) == 1 else torch.cat(parts)
     return out.transpose(1, 2).contiguous()
 
 
-def _attend(
-    prefix_keys: torch.Tensor,
-    prefix_values: torch.Tensor,
-    query: torch.Tensor,
-    key: torch.Tensor,
-    value: torch.Tensor,
-    mask: torch.Tensor | None,
-    scale: float,
-) -> torch.Tensor:
+def _attend(prefix_keys: torch.Tensor, prefix_values: torch.Tensor, query: torch.Tensor, key: torch.Tensor,
+            value: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
     rows, heads, q, width = query.shape
     kv_heads = key.shape[1]
     groups = heads // kv_heads
@@ -129,9 +104,8 @@ def _attend(
     own_scores = torch.matmul(grouped, key.transpose(-1, -2)) * scale
     if mask is not None:
         mask = mask.repeat(1, 1, groups, 1)  # the mask of query t, for each head of the group
-        own_scores = (
-            own_scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else own_scores + mask
-        )
+        bool_mask = mask.dtype == torch.bool
+        own_scores = own_scores.masked_fill(~mask, float("-inf")) if bool_mask else own_scores + mask
     probs = torch.softmax(torch.cat([prefix_scores, own_scores], dim=-1).float(), dim=-1).to(value.dtype)
     out = torch.matmul(probs[..., prefix:], value)
     on_prefix = probs[..., :prefix].transpose(0, 1).reshape(kv_heads, rows * groups * q, prefix)
