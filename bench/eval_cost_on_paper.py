@@ -105,14 +105,18 @@ def _decode_seconds(tokens: float, context: float) -> float:
 def _encoder(tokenizer: str) -> Any:
     """Text -> token ids: a tokenizer directory, or a sentencepiece `.model` file (Llama-2's and
     Mistral-7B's tokenizer.model; needs the sentencepiece package)."""
-    if Path(tokenizer).is_file():
-        import sentencepiece
+    try:
+        if Path(tokenizer).is_file():
+            import sentencepiece
 
-        processor = sentencepiece.SentencePieceProcessor(model_file=tokenizer)
-        return processor.encode
-    from transformers import AutoTokenizer
+            return sentencepiece.SentencePieceProcessor(model_file=tokenizer).encode
+        from transformers import AutoTokenizer
 
-    loaded = AutoTokenizer.from_pretrained(tokenizer)
+        loaded = AutoTokenizer.from_pretrained(tokenizer)
+    except (OSError, RuntimeError, ValueError, ImportError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"--tokenizer: cannot load {tokenizer} ({first})", file=sys.stderr)
+        sys.exit(2)
     return lambda text: loaded(text, add_special_tokens=False)["input_ids"]
 
 
@@ -163,7 +167,11 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--mfu", type=float, default=0.4, help="prefill FLOP utilisation")
     parser.add_argument("--bandwidth-efficiency", type=float, default=0.6,
                         help="decode share of HBM bandwidth")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.tokenizer and not Path(args.tokenizer).exists():
+        parser.error(f"--tokenizer: {args.tokenizer} does not exist; give a tokenizer directory or "
+                     ".model file")
+    return args
 
 
 if __name__ == "__main__":
