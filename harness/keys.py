@@ -91,10 +91,17 @@ def run_versions(run: Any, engine_version: str) -> dict[str, str]:
     return versions
 
 
+# The backends `auto` may pick at run time (the picked one is recorded with the scores).
+AUTO_BACKENDS = ("hf", "vllm")
+
+
 def eval_versions(suite: str, backend: str) -> dict[str, str]:
     versions = {f"suite:{suite}": registry.plugin_version("suite", suite)}
-    if backend in registry.backends:  # "auto" picks one at run time; the picked one is recorded with scores
-        versions[f"backend:{backend}"] = registry.plugin_version("backend", backend)
+    # auto's answers come from whichever it picks (on a GPU: vllm, with hf's scorer for log-likelihoods),
+    # so a new version of either makes its results stale
+    for name in AUTO_BACKENDS if backend == "auto" else (backend,):
+        if name in registry.backends:
+            versions[f"backend:{name}"] = registry.plugin_version("backend", name)
     return versions
 
 

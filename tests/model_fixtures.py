@@ -6,6 +6,7 @@ The trained adapters themselves are a session fixture in conftest.py (`adapters`
 from __future__ import annotations
 
 import torch
+from transformers import MistralConfig, MistralForCausalLM
 
 from harness.builtin.toy_instructions import generate_toy_instructions
 from harness.checkpoint import Checkpoint
@@ -47,3 +48,15 @@ def peft_logits(adapter_dir) -> torch.Tensor:
     from peft import PeftModel
 
     return logits(PeftModel.from_pretrained(load_causal_lm(TINY, None, "float32", CPU), str(adapter_dir)).eval())
+
+
+def windowed_twin(llama: torch.nn.Module, window: int) -> torch.nn.Module:
+    """The tiny Llama's weights as a Mistral whose attention sees only the last `window` tokens (Mistral
+    is Llama plus that window: without it, the two compute the same)."""
+    shape = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "head_dim", "max_position_embeddings", "rms_norm_eps", "rope_parameters",
+             "bos_token_id", "eos_token_id", "pad_token_id")
+    config = MistralConfig(**{name: getattr(llama.config, name) for name in shape}, sliding_window=window)
+    twin = MistralForCausalLM(config).eval()
+    twin.load_state_dict(llama.state_dict())
+    return twin

@@ -80,6 +80,16 @@ def test_a_changed_suite_re_evaluates_everything_and_trains_nothing(experiment_f
                                     "eval vanilla seed 0 on knowledge", "report"]
 
 
+def test_auto_evals_carry_the_version_of_every_backend_auto_may_pick():
+    from harness.keys import eval_versions
+
+    versions = eval_versions("knowledge", "auto")
+    assert versions == {"suite:knowledge": registry.plugin_version("suite", "knowledge"),
+                        "backend:hf": registry.plugin_version("backend", "hf"),
+                        "backend:vllm": registry.plugin_version("backend", "vllm")}
+    assert set(eval_versions("knowledge", "hf")) == {"suite:knowledge", "backend:hf"}
+
+
 def test_rerun_redoes_chosen_jobs_on_purpose(experiment_file):
     assert run(experiment_file, Rerun(methods=frozenset({"vanilla"}))) == [
         "combine vanilla seed 0", "eval vanilla seed 0 on knowledge", "plan vanilla seed 0", "report",

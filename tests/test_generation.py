@@ -9,6 +9,7 @@ import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import postprocess_generated_text
+from model_fixtures import windowed_twin
 
 from harness.builtin import resolve_builtin
 from harness.evaluate.cached_forward import CachedForward
@@ -117,3 +118,17 @@ def test_lora_generation_equals_todays_hf_backend(plain_lm: HFLM) -> None:
     assert expected != plain_lm.generate_until(requests, disable_tqdm=True)
     fast = PrefixCachedHFLM(pretrained=lora, tokenizer=plain_lm.tokenizer, device="cpu", generation_rows=2)
     assert fast.generate_until(requests, disable_tqdm=True) == expected
+
+
+def test_a_model_with_an_attention_window_generates_on_lm_evals_path(plain_lm: HFLM) -> None:
+    # the generator's cache has padding holes, and transformers places a window by cache slot
+    windowed = windowed_twin(plain_lm.model, window=16)
+    # shortest first: the engine's check runs on the first prompt, and passes there
+    requests = sorted(_requests(plain_lm, "\n\n"), key=lambda request: len(request.args[0]))
+    expected = HFLM(pretrained=windowed, tokenizer=plain_lm.tokenizer, device="cpu",
+                    batch_size=3).generate_until(requests, disable_tqdm=True)
+    assert expected != plain_lm.generate_until(requests, disable_tqdm=True)  # the window changes answers
+    fast = PrefixCachedHFLM(pretrained=windowed, tokenizer=plain_lm.tokenizer, device="cpu",
+                            generation_rows=3)
+    assert fast.generate_until(requests, disable_tqdm=True) == expected
+    assert fast.engine_paths == {"generate_until": "plain: 16-token attention window"}

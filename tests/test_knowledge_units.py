@@ -146,6 +146,20 @@ def test_response_cache_key_follows_the_model_not_the_batch_size() -> None:
     assert response_cache_path(a, "hf", options) != response_cache_path(a, "hf", {**options, "dtype": "float16"})
 
 
+def test_response_cache_key_follows_the_backends_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a fixed engine must not replay the answers its earlier version cached
+    from harness import registry
+    from harness.evaluate.backends.hf import HFBackend
+    from harness.evaluate.lmeval_lm import response_cache_path
+
+    target = EvalTarget("a", "a", "model", "hash-a")
+    options = {"dtype": "auto"}
+    before = response_cache_path(target, "hf", options)
+    assert registry.plugin_version("backend", "hf") == HFBackend.version
+    monkeypatch.setattr(HFBackend, "version", HFBackend.version + "-next")
+    assert response_cache_path(target, "hf", options) != before
+
+
 def test_listing_the_suite_imports_neither_lm_eval_nor_torch() -> None:
     code = ("import sys\nfrom harness import registry\n"
             "rows = registry.suites.describe() + registry.backends.describe()\n"

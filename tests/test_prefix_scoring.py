@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
+from model_fixtures import windowed_twin
+from scoring_fixtures import assert_same, mc_requests
 
 from harness.builtin import resolve_builtin
+from harness.evaluate.cached_forward import attention_window
 from harness.evaluate.item_rows import SegmentTrie, pack_items
 from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM
 from harness.evaluate.prefix_scoring import plan_prefix_groups, planned_tokens
-
-WORDS = "the cat dog sat on a mat with some red blue green ideas sleeping quickly over under 42 7".split()
 
 
 @pytest.fixture(scope="module")
@@ -25,46 +24,6 @@ def plain_lm() -> HFLM:
 def _fast(plain: HFLM, model: torch.nn.Module | None = None, **kwargs: object) -> PrefixCachedHFLM:
     return PrefixCachedHFLM(pretrained=model if model is not None else plain.model, tokenizer=plain.tokenizer,
                             device="cpu", batch_size=4, **kwargs)
-
-
-def _text(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n))
-
-
-def _requests(plain: HFLM, seed: int = 0) -> list[Instance]:
-    """Multiple choice with a few-shot preamble (two tasks), zero-shot items, one-token choices,
-    a greedy continuation, a context ending in a space and a one-token context."""
-    rng = random.Random(seed)
-    out: list[Instance] = []
-
-    def add(ctx: str, cont: str) -> None:
-        out.append(Instance("loglikelihood", {}, (ctx, cont), len(out)))
-
-    for task in range(2):
-        preamble = f"Task {task}. " + "".join(f"Q: {_text(rng, 12)}\nA: {_text(rng, 3)}\n\n" for _ in range(4))
-        for _ in range(4):
-            ctx = preamble + f"Q: {_text(rng, rng.randint(2, 10))}\nA:"
-            for _ in range(rng.randint(2, 5)):
-                add(ctx, " " + _text(rng, rng.randint(1, 6)))
-    for _ in range(3):
-        ctx = f"Question: {_text(rng, rng.randint(4, 20))}\nAnswer:"
-        for letter in "ABCD":
-            add(ctx, f" {letter}")
-    ctx = "Q: red cat\nA:"
-    ids = plain.tok_encode(ctx)
-    with torch.no_grad():
-        greedy = plain.model.generate(torch.tensor([ids]), max_new_tokens=3, do_sample=False)[0, len(ids):]
-    add(ctx, plain.tokenizer.decode(greedy))
-    add("Answer: ", "blue")
-    add("x", " y z")
-    return out
-
-
-def _assert_same(expected: list[tuple[float, bool]], got: list[tuple[float, bool]]) -> None:
-    assert len(expected) == len(got)
-    for (want_ll, want_greedy), (ll, greedy) in zip(expected, got, strict=True):
-        assert abs(want_ll - ll) <= 1e-4, (want_ll, ll)
-        assert want_greedy == greedy
 
 
 def test_plan_groups_shared_preambles_pooled_rest_and_one_token_contexts() -> None:
@@ -104,14 +63,14 @@ def test_choices_sharing_their_first_tokens_equal_lm_evals_hf_model(plain_lm: HF
     requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
     expected = plain_lm.loglikelihood(requests, disable_tqdm=True)
     for packing in ({}, {"row_tokens": 1}):
-        _assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
+        assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
 
 
 def test_planned_tokens_are_the_tokens_the_scorer_feeds(plain_lm: HFLM,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.evaluate.prefix_scoring as scoring
 
-    requests = _requests(plain_lm, seed=5)
+    requests = mc_requests(plain_lm, seed=5)
     pairs = [plain_lm._encode_pair(*r.args) for r in requests]
     fed: list[int] = []
     real_forward, real_run_items = scoring.CachedForward.__call__, scoring.run_items
@@ -135,17 +94,17 @@ def test_planned_tokens_are_the_tokens_the_scorer_feeds(plain_lm: HFLM,
 
 
 def test_per_item_loglikelihoods_equal_lm_evals_hf_model(plain_lm: HFLM) -> None:
-    requests = _requests(plain_lm)
+    requests = mc_requests(plain_lm)
     expected = plain_lm.loglikelihood(requests, disable_tqdm=True)
     assert any(greedy for _, greedy in expected), "the requests should include a greedy continuation"
     fast = _fast(plain_lm)
-    _assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
+    assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
     # Tiny budgets: many forwards per level, continuation rows split across batches.
-    _assert_same(expected, _fast(plain_lm, token_budget=16, kv_budget_bytes=1 << 20).loglikelihood(requests, disable_tqdm=True))
+    assert_same(expected, _fast(plain_lm, token_budget=16, kv_budget_bytes=1 << 20).loglikelihood(requests, disable_tqdm=True))
     # One item per row (no packing), and every item of a group in one long row.
     for packing in ({"row_tokens": 1}, {"row_tokens": 4096, "token_budget": 4096}):
-        _assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
+        assert_same(expected, _fast(plain_lm, **packing).loglikelihood(requests, disable_tqdm=True))
 
 
 def test_kv_budget_is_a_quarter_of_free_gpu_memory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,17 +118,17 @@ def test_kv_budget_is_a_quarter_of_free_gpu_memory(monkeypatch: pytest.MonkeyPat
 
 
 def test_without_prefix_cache_is_lm_evals_path(plain_lm: HFLM) -> None:
-    requests = _requests(plain_lm, seed=1)
+    requests = mc_requests(plain_lm, seed=1)
     fast, off = _fast(plain_lm), _fast(plain_lm, prefix_cache=False)
-    _assert_same(off.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
+    assert_same(off.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
     assert off.engine_paths["loglikelihood"].startswith("plain: disabled")
 
 
 def test_requests_over_the_models_length_are_truncated_as_lm_eval_does(plain_lm: HFLM) -> None:
-    requests = _requests(plain_lm, seed=2)
+    requests = mc_requests(plain_lm, seed=2)
     short = HFLM(pretrained=plain_lm.model, tokenizer=plain_lm.tokenizer, device="cpu", batch_size=4, max_length=48)
     fast = _fast(plain_lm, max_length=48)
-    _assert_same(short.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
+    assert_same(short.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
 
 
@@ -180,13 +139,44 @@ def test_lora_model(plain_lm: HFLM) -> None:
     base = HFLM(pretrained=str(resolve_builtin("builtin:tiny-llama")), device="cpu", batch_size=4).model
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"], init_lora_weights=False)
     lora = get_peft_model(base, config).eval()
-    requests = _requests(plain_lm, seed=3)
+    requests = mc_requests(plain_lm, seed=3)
     expected = HFLM(pretrained=lora, tokenizer=plain_lm.tokenizer, device="cpu",
                     batch_size=4).loglikelihood(requests, disable_tqdm=True)
     assert abs(expected[0][0] - plain_lm.loglikelihood(requests[:1], disable_tqdm=True)[0][0]) > 1e-3
     fast = _fast(plain_lm, model=lora)
-    _assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
+    assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
+
+
+def test_requests_longer_than_an_attention_window_take_lm_evals_path(plain_lm: HFLM) -> None:
+    # transformers applies a sliding window only to masks it builds; the scorer brings its own
+    windowed = windowed_twin(plain_lm.model, window=24)
+    requests = mc_requests(plain_lm, seed=5)[::-1]  # short first: the first request passes the engine's check
+    expected = HFLM(pretrained=windowed, tokenizer=plain_lm.tokenizer, device="cpu",
+                    batch_size=4).loglikelihood(requests, disable_tqdm=True)
+    unwindowed = plain_lm.loglikelihood(requests, disable_tqdm=True)
+    assert max(abs(want[0] - other[0]) for want, other in zip(expected, unwindowed, strict=True)) > 0.01
+    fast = _fast(plain_lm, model=windowed)
+    assert_same(expected, fast.loglikelihood(requests, disable_tqdm=True))
+    over = "requests over the 24-token attention window: plain"
+    assert fast.engine_paths == {"loglikelihood": f"{PREFIX_PATH}; {over}"}
+    tiny = _fast(plain_lm, model=windowed_twin(plain_lm.model, window=3))
+    assert_same(HFLM(pretrained=tiny.model, tokenizer=plain_lm.tokenizer, device="cpu",
+                      batch_size=4).loglikelihood(requests, disable_tqdm=True),
+                 tiny.loglikelihood(requests, disable_tqdm=True))
+    every = "every request is over the length or the 3-token attention window"
+    assert tiny.engine_paths == {"loglikelihood": f"plain: {every}"}
+
+
+@pytest.mark.parametrize(("kind", "options", "window"), [
+    ("llama", {}, None), ("mistral", {"sliding_window": None}, None), ("mistral", {}, 4096),
+    ("qwen2", {}, None), ("qwen2", {"use_sliding_window": True, "sliding_window": 512}, 512),
+    ("gemma2", {"sliding_window": 1024}, 1024), ("llama4_text", {"attention_chunk_size": 8192}, 8192)])
+def test_attention_window_of_real_configurations(kind: str, options: dict[str, object],
+                                                  window: int | None) -> None:
+    from transformers import AutoConfig
+
+    assert attention_window(AutoConfig.for_model(kind, **options)) == window
 
 
 def _ignoring_positions(model: torch.nn.Module) -> torch.nn.Module:
@@ -203,10 +193,10 @@ def _ignoring_positions(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def test_a_model_the_cache_path_cannot_drive_falls_back_and_says_so(plain_lm: HFLM) -> None:
-    requests = _requests(plain_lm, seed=4)
+    requests = mc_requests(plain_lm, seed=4)
     model = HFLM(pretrained=str(resolve_builtin("builtin:tiny-llama")), device="cpu", batch_size=4).model
     fast = _fast(plain_lm, model=_ignoring_positions(model))
-    _assert_same(plain_lm.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
+    assert_same(plain_lm.loglikelihood(requests, disable_tqdm=True), fast.loglikelihood(requests, disable_tqdm=True))
     assert fast.engine_paths["loglikelihood"].startswith("plain: cached log-probabilities differ")
 
 

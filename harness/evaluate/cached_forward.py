@@ -218,6 +218,24 @@ class CachedForward:
         return time.process_time()
 
 
+def attention_window(config: Any) -> int | None:
+    """The fewest earlier tokens a query attends to in some layer (sliding-window or chunked attention);
+    None where every layer attends to the whole sequence.
+
+    transformers applies a window only to the masks it builds itself, counting cache slots, not logical
+    positions; the engines pass their own masks and leave padding holes in the cache, so a sequence longer
+    than the window would be scored as if the window were not there (silently different numbers).
+    """
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    layer_types = getattr(config, "layer_types", None)
+    if layer_types and all(kind == "full_attention" for kind in layer_types):
+        return None  # a window size set but unused (Qwen2 without use_sliding_window)
+    sizes = (getattr(config, "sliding_window", None), getattr(config, "attention_chunk_size", None))
+    windows = [w for w in sizes if isinstance(w, int) and w > 0]
+    return min(windows) if windows else None
+
+
 def supports_cache(cache: Any) -> bool:
     """Whether a forward's returned cache is one `RowCache` can select rows of."""
     return isinstance(cache, DynamicCache) and all(type(layer) in (DynamicLayer, GrowingLayer)

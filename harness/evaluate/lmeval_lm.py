@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lm_eval.api.model import LM, CacheHook, hash_args
 
+from harness import registry
 from harness.keys import content_key
 from harness.paths import cache_dir
 
@@ -35,9 +36,11 @@ _SPEED_ONLY_OPTIONS = frozenset({"batch_size", "max_batch_size", "prefix_cache",
 
 
 def response_cache_path(target: EvalTarget, backend: str, options: dict[str, Any]) -> Path:
-    """Where this target's responses are cached (lm-eval appends `_rank<N>.db`)."""
+    """Where this target's responses are cached (lm-eval appends `_rank<N>.db`): per model, backend, its
+    code version (a fixed engine must not replay its old answers) and output-relevant options."""
     relevant = {k: v for k, v in options.items() if k not in _SPEED_ONLY_OPTIONS}
-    key = content_key({"target": target.content_hash, "backend": backend, "options": relevant}, length=24)
+    key = content_key({"target": target.content_hash, "backend": backend, "options": relevant,
+                       "version": registry.plugin_version("backend", backend)}, length=24)
     return cache_dir() / "lm-eval-responses" / key
 
 

@@ -5,7 +5,9 @@ left truncation of prompts, stop sequences, post-processing, the response-cache 
 model work is replaced (`prefix_scoring`, `generation`). Before the first use the cached forward
 is checked against a plain forward of the same tokens; a model whose forward cannot continue a
 cache with padding and explicit positions (a custom adapter, a sliding-window cache) keeps lm-eval's
-own path. `engine_paths` records which path each request type took and why.
+own path, and so, on a model with sliding-window or chunked attention, does generation and every
+log-likelihood request longer than the window (`attention_window`). `engine_paths` records which path
+each request type took and why.
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import torch.nn.functional as F
 from lm_eval.models.huggingface import HFLM
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
-from harness.evaluate.cached_forward import BatchTuner, CachedForward, empty_rows, supports_cache
+from harness.evaluate.cached_forward import (
+    BatchTuner,
+    CachedForward,
+    attention_window,
+    empty_rows,
+    supports_cache,
+)
 from harness.evaluate.generation import GenerationRequest, GreedyGenerator
 from harness.evaluate.item_rows import ScoringItem, run_items
 from harness.evaluate.prefix_scoring import ROW_TOKENS, PrefixScorer
@@ -79,17 +87,26 @@ class PrefixCachedHFLM(HFLM):
 
     def _loglikelihood_tokens(self, requests: list[Any], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
-        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= self.max_length + 1]
+        # lm-eval's own path takes requests over the model's length (it cuts them from the left per
+        # continuation) and, on a model with an attention window, those longer than the window
+        window = attention_window(self.model.config)
+        longest = self.max_length + 1 if window is None else min(self.max_length + 1, window)
+        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= longest]
         if not fits or not self._engine_usable(list(requests[fits[0]][1]) + list(requests[fits[0]][2])):
-            self._record("loglikelihood", f"plain: {self._engine_error or 'every request is truncated'}")
+            longer = "" if window is None else f" or the {window}-token attention window"
+            reason = self._engine_error or f"every request is over the length{longer}"
+            self._record("loglikelihood", f"plain: {reason}")
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
-        self._record("loglikelihood", PREFIX_PATH)
         answers: list[Any] = [None] * len(requests)
         fitting = set(fits)
-        truncated = [i for i in range(len(requests)) if i not in fitting]
-        if truncated:  # lm-eval cuts these from the left per continuation: its own path does them
-            for i, answer in zip(truncated, super()._loglikelihood_tokens(
-                    [requests[i] for i in truncated], disable_tqdm=True), strict=True):
+        elsewhere = [i for i in range(len(requests)) if i not in fitting]
+        over_window = window is not None and any(
+            len(requests[i][1]) + len(requests[i][2]) <= self.max_length + 1 for i in elsewhere)
+        self._record("loglikelihood", PREFIX_PATH + (f"; requests over the {window}-token attention window: "
+                                                     "plain" if over_window else ""))
+        if elsewhere:
+            for i, answer in zip(elsewhere, super()._loglikelihood_tokens(
+                    [requests[i] for i in elsewhere], disable_tqdm=True), strict=True):
                 answers[i] = answer
 
         def hook(position: int, answer: tuple[float, bool]) -> None:
@@ -135,6 +152,9 @@ class PrefixCachedHFLM(HFLM):
         unknown = set(extra) - {"do_sample", "temperature"}
         if unknown:
             return f"generation options {sorted(unknown)}"
+        window = attention_window(self.model.config)
+        if window is not None:  # the generator's cache has padding holes: transformers would misplace it
+            return f"{window}-token attention window"
         config = getattr(self.model, "generation_config", None)
         for name, default in _LOGIT_PROCESSORS.items():
             if config is not None and getattr(config, name, default) not in (default, None, [], 1.0):

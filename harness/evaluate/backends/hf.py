@@ -39,6 +39,9 @@ class HFBackend:
     description: ClassVar[str] = "transformers via lm-eval's HFLM: base model + peft LoRA adapter, CPU or GPU."
     Options: ClassVar[type[HFOptions]] = HFOptions
     cache_responses: ClassVar[bool] = True
+    # 1: on models with sliding-window or chunked attention, requests longer than the window (and all
+    # generation) on lm-eval's path; the engines had scored them as if there were no window
+    version: ClassVar[str] = "1"
 
     def make_lm(self, target: EvalTarget, options: HFOptions, tasks: Mapping[str, str]) -> LM:
         if target.model is None:

