@@ -175,16 +175,28 @@ def test_hf_scores_real_arc_items_as_the_model_ranks_them(smollm2: tuple[Any, An
     assert result.values()["acc"] == sum(i.score for i in items) / 10
 
 
+def lm_eval_and_engine(model: Any, tokenizer: Any, pairs: list[tuple[str, str]]) -> tuple[list, list, Any]:
+    """(lm-eval's HF model's answers, the hf backend's engine's, the engine) for (context, continuation)
+    pairs."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from harness.evaluate.prefix_hflm import PrefixCachedHFLM
+
+    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+    want = HFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8).loglikelihood(
+        requests, disable_tqdm=True)
+    fast = PrefixCachedHFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8)
+    return want, fast.loglikelihood(requests, disable_tqdm=True), fast
+
+
 @pytest.mark.realdata
 @needs_smollm2
 def test_prefix_scorer_equals_lm_evals_hf_model_on_real_arc_items(smollm2: tuple[Any, Any],
                                                                   arc_dir: Path) -> None:
     """Within 1e-4 per request and the same is_greedy, on the real model: ARC's choices (which often
     share their first words: the trie) zero-shot, and the same items behind a one-shot preamble."""
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
-
-    from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM
+    from harness.evaluate.prefix_hflm import PREFIX_PATH
 
     model, tokenizer = smollm2
     rows = [json.loads(line) for line in (arc_dir / "arc_challenge" / "test.jsonl").read_text().splitlines()]
@@ -193,11 +205,7 @@ def test_prefix_scorer_equals_lm_evals_hf_model_on_real_arc_items(smollm2: tuple
                 f"{shot['choices']['text'][shot['choices']['label'].index(shot['answerKey'])]}\n\n")
     pairs = [(prefix + f"Question: {row['question']}\nAnswer:", " " + choice)
              for prefix in ("", preamble) for row in rows[3:7] for choice in row["choices"]["text"]]
-    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
-    want = HFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8).loglikelihood(
-        requests, disable_tqdm=True)
-    fast = PrefixCachedHFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8)
-    got = fast.loglikelihood(requests, disable_tqdm=True)
+    want, got, fast = lm_eval_and_engine(model, tokenizer, pairs)
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
     assert max(abs(a[0] - b[0]) for a, b in zip(want, got, strict=True)) <= 1e-4
     assert [a[1] for a in want] == [b[1] for b in got]
@@ -213,10 +221,8 @@ def test_in_bfloat16_the_engines_pass_the_models_own_noise_and_refuse_lost_posit
     precision); it now allows four times the movement it measures, and still refuses a forward that
     drops position ids. The answers pick what lm-eval's pick."""
     import torch
-    from lm_eval.api.instance import Instance
-    from lm_eval.models.huggingface import HFLM
 
-    from harness.evaluate.prefix_hflm import PREFIX_PATH, PrefixCachedHFLM, check_cached_forward
+    from harness.evaluate.prefix_hflm import PREFIX_PATH, check_cached_forward
     from harness.modeling import load_causal_lm
 
     model = load_causal_lm(SMOL, None, "bfloat16", torch.device("cpu"))
@@ -224,11 +230,7 @@ def test_in_bfloat16_the_engines_pass_the_models_own_noise_and_refuse_lost_posit
     rows = [json.loads(line) for line in (arc_dir / "arc_challenge" / "test.jsonl").read_text().splitlines()]
     row = min(rows[:10], key=lambda r: len(r["question"]))  # bfloat16 is slow on a CPU without it
     pairs = [(f"Question: {row['question']}\nAnswer:", " " + choice) for choice in row["choices"]["text"]]
-    requests = [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
-    want = HFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8).loglikelihood(
-        requests, disable_tqdm=True)
-    fast = PrefixCachedHFLM(pretrained=model, tokenizer=tokenizer, device="cpu", batch_size=8)
-    got = fast.loglikelihood(requests, disable_tqdm=True)
+    want, got, fast = lm_eval_and_engine(model, tokenizer, pairs)
     assert fast.engine_paths == {"loglikelihood": PREFIX_PATH}
     assert max(abs(a[0] - b[0]) for a, b in zip(want, got, strict=True)) < 1.0
     assert max(range(len(got)), key=lambda i: got[i][0]) == max(range(len(want)), key=lambda i: want[i][0])
