@@ -131,3 +131,36 @@ def test_a_gguf_base_is_named_with_its_file_quantisation_and_hash(tmp_path: Path
         named = {row: row_provenance(store, runs)["base model"] for row, runs in rows.items()}
     expected = "/models/smol.gguf (GGUF smol.gguf MOSTLY_Q8_0, sha256 abcdef012345)"
     assert named == {"base": expected, "vanilla": expected}
+
+
+SAVE_ADAPTER = """
+import sys, torch
+from peft import LoraConfig, get_peft_model
+from harness.modeling import load_causal_lm
+from harness.train.lora import LoraAdapter
+model = load_causal_lm("builtin:tiny-llama", None, "float32", torch.device("cpu"))
+modules = ["q_proj", "v_proj", "up_proj", "down_proj", "gate_proj"]
+torch.manual_seed(0)
+LoraAdapter(None, None).save(get_peft_model(model, LoraConfig(r=2, target_modules=modules)), sys.argv[1])
+"""
+
+
+def test_equal_adapters_are_equal_files_whatever_the_string_hash_seed(tmp_path: Path) -> None:
+    # peft writes its target-module set in the process's hash order: equal training runs once hashed
+    # differently, so their evaluations missed lm-eval's response cache
+    import os
+    import subprocess
+    import sys
+
+    from harness.checkpoint import content_hash
+
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / seed
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", SAVE_ADAPTER, str(out)], check=True, env=env, capture_output=True)
+        outs.append(out)
+    configs = {(out / "adapter_config.json").read_bytes() for out in outs}
+    assert len(configs) == 1
+    assert '"down_proj",' in configs.pop().decode()  # sorted: down, gate, q, up, v
+    assert len({content_hash(out) for out in outs}) == 1

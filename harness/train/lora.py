@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +29,11 @@ class LoraAdapter:
         return get_peft_model(model, config)
 
     def save(self, model: Any, out_dir: Path) -> None:
+        from harness.merge.adapters import ADAPTER_CONFIG, write_adapter_config
+
         model.save_pretrained(str(out_dir))
+        config = json.loads((Path(out_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        write_adapter_config(out_dir, config)  # target modules in a fixed order, not the process's
 
     def load(self, model: Any, adapter_dir: Path) -> Any:
         from peft import PeftModel
