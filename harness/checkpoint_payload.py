@@ -2,7 +2,8 @@
 needs are present, every JSON file parses, and every safetensors file is as long as its header says
 (a truncated copy or an interrupted download is caught without reading the weights).
 
-A failure is one line naming the file and saying what to do, never a loader's traceback.
+A failure is one line naming the file and saying what to do, never a loader's traceback. Adapter
+configs are written here too, in one canonical form (`write_adapter_config`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 from harness.errors import UserError
 
@@ -96,3 +98,14 @@ def _header_problem(raw: bytes, data_bytes: int) -> str | None:
     if expected != data_bytes:
         return f"{data_bytes} bytes of tensor data where the header needs {expected}"
     return None
+
+
+# peft holds these as sets and writes them in the process's string-hash order (PYTHONHASHSEED): sorted,
+# equal adapters are equal files, so their content hashes (and lm-eval's response cache) match across runs
+_SET_FIELDS = ("target_modules", "exclude_modules")
+
+
+def write_adapter_config(out_dir: Path, config: dict[str, Any]) -> None:
+    canonical = {k: sorted(v) if k in _SET_FIELDS and isinstance(v, list) else v for k, v in config.items()}
+    text = json.dumps(canonical, indent=2, sort_keys=True)
+    (Path(out_dir) / ADAPTER_CONFIG).write_text(text, encoding="utf-8")

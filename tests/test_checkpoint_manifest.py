@@ -158,7 +158,8 @@ def test_equal_adapters_are_equal_files_whatever_the_string_hash_seed(tmp_path: 
     for seed in ("1", "2"):
         out = tmp_path / seed
         env = {**os.environ, "PYTHONHASHSEED": seed}
-        subprocess.run([sys.executable, "-c", SAVE_ADAPTER, str(out)], check=True, env=env, capture_output=True)
+        subprocess.run([sys.executable, "-c", SAVE_ADAPTER, str(out)], check=True, env=env,
+                       capture_output=True)
         outs.append(out)
     configs = {(out / "adapter_config.json").read_bytes() for out in outs}
     assert len(configs) == 1

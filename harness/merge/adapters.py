@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from harness.checkpoint_payload import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from harness.checkpoint_payload import ADAPTER_CONFIG, ADAPTER_WEIGHTS, write_adapter_config
 from harness.errors import UserError
 
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "Adapter", "LoraModule", "read_adapter", "write_adapter",
@@ -82,14 +82,3 @@ def write_adapter(out_dir: Path, config: dict[str, Any], modules: dict[str, tupl
         tensors[f"{module}.lora_B.weight"] = b.contiguous()
     save_file(tensors, str(Path(out_dir) / ADAPTER_WEIGHTS), metadata={"format": "pt"})
     write_adapter_config(out_dir, config)
-
-
-# peft holds these as sets and writes them in the process's string-hash order (PYTHONHASHSEED): sorted,
-# equal adapters are equal files, so their content hashes (and lm-eval's response cache) match across runs
-_SET_FIELDS = ("target_modules", "exclude_modules")
-
-
-def write_adapter_config(out_dir: Path, config: dict[str, Any]) -> None:
-    canonical = {k: sorted(v) if k in _SET_FIELDS and isinstance(v, list) else v for k, v in config.items()}
-    text = json.dumps(canonical, indent=2, sort_keys=True)
-    (Path(out_dir) / ADAPTER_CONFIG).write_text(text, encoding="utf-8")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.checkpoint_payload import ADAPTER_CONFIG, write_adapter_config
 from harness.train.hooks import TrainContext
 
 
@@ -29,8 +30,6 @@ class LoraAdapter:
         return get_peft_model(model, config)
 
     def save(self, model: Any, out_dir: Path) -> None:
-        from harness.merge.adapters import ADAPTER_CONFIG, write_adapter_config
-
         model.save_pretrained(str(out_dir))
         config = json.loads((Path(out_dir) / ADAPTER_CONFIG).read_text(encoding="utf-8"))
         write_adapter_config(out_dir, config)  # target modules in a fixed order, not the process's
