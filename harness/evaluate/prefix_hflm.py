@@ -58,6 +58,7 @@ class PrefixCachedHFLM(HFLM):
         self._engine_error: str | None = None if prefix_cache else "disabled (prefix_cache: false)"
         self._share_error: str | None = None  # why generation copies prompts' common prefix into every row
         self._checked = not prefix_cache
+        self._window = attention_window(self.model.config)  # sliding-window / chunked attention, else None
 
     def _forward(self) -> CachedForward:
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -89,9 +90,10 @@ class PrefixCachedHFLM(HFLM):
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
         # lm-eval's own path takes requests over the model's length (it cuts them from the left per
         # continuation) and, on a model with an attention window, those longer than the window
-        window = attention_window(self.model.config)
+        window = self._window
+        lengths = [len(ctx) + len(cont) for _, ctx, cont in requests]
         longest = self.max_length + 1 if window is None else min(self.max_length + 1, window)
-        fits = [i for i, (_, ctx, cont) in enumerate(requests) if len(ctx) + len(cont) <= longest]
+        fits = [i for i, length in enumerate(lengths) if length <= longest]
         if not fits or not self._engine_usable(list(requests[fits[0]][1]) + list(requests[fits[0]][2])):
             longer = "" if window is None else f" or the {window}-token attention window"
             reason = self._engine_error or f"every request is over the length{longer}"
@@ -100,8 +102,7 @@ class PrefixCachedHFLM(HFLM):
         answers: list[Any] = [None] * len(requests)
         fitting = set(fits)
         elsewhere = [i for i in range(len(requests)) if i not in fitting]
-        over_window = window is not None and any(
-            len(requests[i][1]) + len(requests[i][2]) <= self.max_length + 1 for i in elsewhere)
+        over_window = window is not None and any(lengths[i] <= self.max_length + 1 for i in elsewhere)
         self._record("loglikelihood", PREFIX_PATH + (f"; requests over the {window}-token attention window: "
                                                      "plain" if over_window else ""))
         if elsewhere:
@@ -152,9 +153,8 @@ class PrefixCachedHFLM(HFLM):
         unknown = set(extra) - {"do_sample", "temperature"}
         if unknown:
             return f"generation options {sorted(unknown)}"
-        window = attention_window(self.model.config)
-        if window is not None:  # the generator's cache has padding holes: transformers would misplace it
-            return f"{window}-token attention window"
+        if self._window is not None:  # the generator's cache has holes: transformers would misplace it
+            return f"{self._window}-token attention window"
         config = getattr(self.model, "generation_config", None)
         for name, default in _LOGIT_PROCESSORS.items():
             if config is not None and getattr(config, name, default) not in (default, None, [], 1.0):
